@@ -1,0 +1,1 @@
+"""Towers, heads and the MMV task model."""

@@ -1,0 +1,149 @@
+"""Pre-activation bottleneck ResNet-50 (V2) trunk, and the TSM-ResNet video backbone built on it.
+
+The same trunk serves the audio tower (2D on a log-mel image) and, with a
+temporal channel shift in every block, the TSM video tower, which runs the
+frames of a clip as one `[B*T, H, W, C]` batch.
+"""
+
+import keras
+from keras import layers, ops
+
+from mmv_tf.models.backbone import Backbone
+from mmv_tf.models.norm import batch_norm
+
+STAGE_BLOCKS = (3, 4, 6, 3)
+STAGE_WIDTHS = (256, 512, 1024, 2048)
+STAGE_STRIDES = (1, 2, 2, 2)
+STEM_WIDTH = 64
+
+
+@keras.saving.register_keras_serializable(package="mmv_tf")
+class TemporalShift(layers.Layer):
+    """TSM shift on a frame batch `[B*T, H, W, C]` -> same shape.
+
+    Channels `[0, C*f)` at time t take the values of time t-1, channels
+    `[C*f, 2*C*f)` those of time t+1; the clip ends see zeros.
+    """
+
+    def __init__(self, num_frames: int, fraction: float = 0.125, **kwargs):
+        super().__init__(**kwargs)
+        self.num_frames = num_frames
+        self.fraction = fraction
+
+    def call(self, x):
+        shape = ops.shape(x)
+        channels = x.shape[-1]
+        n = int(channels * self.fraction)
+        clips = ops.reshape(x, (-1, self.num_frames, shape[1], shape[2], channels))
+        zeros = ops.zeros_like(clips[:, :1, :, :, :n])
+        from_past = ops.concatenate([zeros, clips[:, :-1, :, :, :n]], axis=1)
+        from_future = ops.concatenate([clips[:, 1:, :, :, n : 2 * n], zeros], axis=1)
+        shifted = ops.concatenate([from_past, from_future, clips[..., 2 * n :]], axis=-1)
+        return ops.reshape(shifted, shape)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "num_frames": self.num_frames, "fraction": self.fraction}
+
+
+@keras.saving.register_keras_serializable(package="mmv_tf")
+class FramesToBatch(layers.Layer):
+    """`[B, T, H, W, C]` -> `[B*T, H, W, C]`."""
+
+    def call(self, x):
+        shape = ops.shape(x)
+        return ops.reshape(x, (-1, shape[2], shape[3], x.shape[-1]))
+
+    def compute_output_shape(self, input_shape):
+        return (None,) + tuple(input_shape[2:])
+
+
+@keras.saving.register_keras_serializable(package="mmv_tf")
+class ClipMean(layers.Layer):
+    """Per-frame features `[B*T, C]` -> their mean over each clip's T frames, `[B, C]`."""
+
+    def __init__(self, num_frames: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_frames = num_frames
+
+    def call(self, x):
+        return ops.mean(ops.reshape(x, (-1, self.num_frames, x.shape[-1])), axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (None, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "num_frames": self.num_frames}
+
+
+def _bottleneck(x, width, stride, *, shift, num_frames, shift_fraction, sync_bn, name):
+    """Pre-activation bottleneck; the shortcut is taken from the pre-activation before the shift."""
+    preact = batch_norm(f"{name}_preact_bn", sync_bn)(x)
+    preact = layers.ReLU(name=f"{name}_preact_relu")(preact)
+    if stride != 1 or x.shape[-1] != width:
+        shortcut = layers.Conv2D(width, 1, stride, use_bias=False, name=f"{name}_shortcut")(preact)
+    else:
+        shortcut = x
+    h = preact
+    if shift:
+        h = TemporalShift(num_frames, shift_fraction, name=f"{name}_shift")(h)
+    inner = max(1, width // 4)
+    h = layers.Conv2D(inner, 1, use_bias=False, name=f"{name}_conv1")(h)
+    h = batch_norm(f"{name}_bn1", sync_bn)(h)
+    h = layers.ReLU(name=f"{name}_relu1")(h)
+    h = layers.Conv2D(inner, 3, stride, padding="same", use_bias=False, name=f"{name}_conv2")(h)
+    h = batch_norm(f"{name}_bn2", sync_bn)(h)
+    h = layers.ReLU(name=f"{name}_relu2")(h)
+    h = layers.Conv2D(width, 1, use_bias=False, name=f"{name}_conv3")(h)
+    return layers.Add(name=f"{name}_add")([shortcut, h])
+
+
+def resnet_v2_trunk(x, *, width: float, sync_bn: bool, num_frames: int | None = None,
+                    shift_fraction: float = 0.125, stage_blocks=STAGE_BLOCKS):
+    """ResNet-50 V2 on images `[N, H, W, C]` -> `[N, 2048*width]` (BN-ReLU-mean over H, W).
+
+    With `num_frames`, N is B*T frames of clips and every block shifts channels in time (TSM).
+    """
+    x = layers.Conv2D(max(1, int(STEM_WIDTH * width)), 7, 2, padding="same", use_bias=False,
+                      name="stem_conv")(x)
+    x = layers.MaxPooling2D(3, 2, padding="same", name="stem_pool")(x)
+    for stage, (blocks, stage_width, stride) in enumerate(
+        zip(stage_blocks, STAGE_WIDTHS, STAGE_STRIDES), start=1
+    ):
+        for block in range(blocks):
+            x = _bottleneck(
+                x, max(1, int(stage_width * width)), stride if block == 0 else 1,
+                shift=num_frames is not None, num_frames=num_frames,
+                shift_fraction=shift_fraction, sync_bn=sync_bn, name=f"stage{stage}_block{block + 1}",
+            )
+    x = batch_norm("final_bn", sync_bn)(x)
+    x = layers.ReLU(name="final_relu")(x)
+    return layers.GlobalAveragePooling2D(name="mean_hw")(x)
+
+
+@keras.saving.register_keras_serializable(package="mmv_tf")
+class TSMResNet(Backbone):
+    """TSM-ResNet50: frames `[B, num_frames, H, W, 3]` in [0, 1] -> `[B, 2048*width]`.
+
+    Args:
+        num_frames: clip length T (the shift needs it to regroup frames into clips).
+        width: channel multiplier; 1 and 2 are the paper's TSM-ResNet50 and TSM-ResNet50x2.
+        shift_fraction: fraction of channels shifted each way in time (1/8).
+        sync_bn: synchronise BN statistics across replicas.
+    """
+
+    def __init__(self, num_frames: int = 32, width: float = 1.0, shift_fraction: float = 0.125,
+                 sync_bn: bool = False, name: str = "tsm_resnet", **kwargs):
+        frames = keras.Input((num_frames, None, None, 3), name="frames")
+        per_frame = resnet_v2_trunk(FramesToBatch(name="frames_to_batch")(frames), width=width,
+                                    sync_bn=sync_bn, num_frames=num_frames,
+                                    shift_fraction=shift_fraction)
+        features = ClipMean(num_frames, name="mean_t")(per_frame)
+        super().__init__(
+            frames, features,
+            config=dict(num_frames=num_frames, width=width, shift_fraction=shift_fraction,
+                        sync_bn=sync_bn),
+            name=name, **kwargs,
+        )

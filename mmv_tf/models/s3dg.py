@@ -1,0 +1,132 @@
+"""S3D-G video backbone (separable 3D Inception with feature gating): [B,T,H,W,3] -> [B,1024].
+
+Layout per the MMV spec: every conv is bias-free with SAME padding, followed by
+BN and ReLU; separable temporal convs and gating start at Conv2d_2c.
+"""
+
+import keras
+from keras import layers, ops
+
+from mmv_tf.models.backbone import Backbone
+from mmv_tf.models.norm import batch_norm
+
+# Inception channels: (branch0 1x1, branch1 1x1 reduce, branch1 3x3,
+#                      branch2 1x1 reduce, branch2 3x3, branch3 1x1 after max-pool).
+INCEPTION_CHANNELS = {
+    "Mixed_3b": (64, 96, 128, 16, 32, 32),
+    "Mixed_3c": (128, 128, 192, 32, 96, 64),
+    "Mixed_4b": (192, 96, 208, 16, 48, 64),
+    "Mixed_4c": (160, 112, 224, 24, 64, 64),
+    "Mixed_4d": (128, 128, 256, 24, 64, 64),
+    "Mixed_4e": (112, 144, 288, 32, 64, 64),
+    "Mixed_4f": (256, 160, 320, 32, 128, 128),
+    "Mixed_5b": (256, 160, 320, 32, 128, 128),
+    "Mixed_5c": (384, 192, 384, 48, 128, 128),
+}
+# Max-pools inserted before a block: (pool size, strides) in (T, H, W).
+POOLS_BEFORE = {
+    "Mixed_3b": ("MaxPool_3a", (1, 3, 3), (1, 2, 2)),
+    "Mixed_4b": ("MaxPool_4a", (3, 3, 3), (2, 2, 2)),
+    "Mixed_5b": ("MaxPool_5a", (2, 2, 2), (2, 2, 2)),
+}
+
+
+def scale_channels(channels: int, width: float) -> int:
+    """Channel count under a width multiplier (at least 1)."""
+    return max(1, int(round(channels * width)))
+
+
+@keras.saving.register_keras_serializable(package="mmv_tf")
+class SelfGating(layers.Layer):
+    """Feature gating: x * sigmoid(Dense(C)(mean of x over all non-batch, non-channel axes)).
+
+    [B,T,H,W,C] -> [B,T,H,W,C] (also [B,H,W,C] -> [B,H,W,C], for deflated nets).
+    """
+
+    def build(self, input_shape):
+        self.dense = layers.Dense(input_shape[-1], name="dense")
+        self.dense.build((None, input_shape[-1]))
+
+    def call(self, x):
+        pooled_axes = tuple(range(1, len(x.shape) - 1))
+        gate = ops.sigmoid(self.dense(ops.mean(x, axis=pooled_axes)))
+        return x * ops.reshape(gate, (-1,) + (1,) * len(pooled_axes) + (x.shape[-1],))
+
+
+def _unit(x, channels, kernel, strides, *, separable, gated, sync_bn, name):
+    """Conv-BN-ReLU (or spatial then temporal Conv-BN-ReLU if separable), then optional gating."""
+    if separable and kernel[1] > 1:
+        convs = [
+            ("spatial", (1,) + tuple(kernel[1:]), (1,) + tuple(strides[1:])),
+            ("temporal", (kernel[0], 1, 1), (strides[0], 1, 1)),
+        ]
+    else:
+        convs = [("conv", tuple(kernel), tuple(strides))]
+    for suffix, k, s in convs:
+        x = layers.Conv3D(channels, k, s, padding="same", use_bias=False, name=f"{name}_{suffix}")(x)
+        x = batch_norm(f"{name}_{suffix}_bn", sync_bn)(x)
+        x = layers.ReLU(name=f"{name}_{suffix}_relu")(x)
+    if gated:
+        x = SelfGating(name=f"{name}_gating")(x)
+    return x
+
+
+def _inception(x, channels, *, width, sync_bn, name):
+    c = [scale_channels(ch, width) for ch in channels]
+    unit = dict(sync_bn=sync_bn)
+    one = (1, 1, 1)
+    b0 = _unit(x, c[0], one, one, separable=False, gated=True, name=f"{name}_b0_1x1", **unit)
+    b1 = _unit(x, c[1], one, one, separable=False, gated=False, name=f"{name}_b1_1x1", **unit)
+    b1 = _unit(b1, c[2], (3, 3, 3), one, separable=True, gated=True, name=f"{name}_b1_3x3", **unit)
+    b2 = _unit(x, c[3], one, one, separable=False, gated=False, name=f"{name}_b2_1x1", **unit)
+    b2 = _unit(b2, c[4], (3, 3, 3), one, separable=True, gated=True, name=f"{name}_b2_3x3", **unit)
+    b3 = layers.MaxPooling3D((3, 3, 3), (1, 1, 1), padding="same", name=f"{name}_b3_pool")(x)
+    b3 = _unit(b3, c[5], one, one, separable=False, gated=True, name=f"{name}_b3_1x1", **unit)
+    return layers.Concatenate(axis=-1, name=name)([b0, b1, b2, b3])
+
+
+@keras.saving.register_keras_serializable(package="mmv_tf")
+class S3DG(Backbone):
+    """S3D-G: frames `[B, num_frames, H, W, 3]` in [0, 1] -> mean of Mixed_5c, `[B, 1024*width]`.
+
+    Args:
+        num_frames: clip length T the model accepts.
+        width: channel multiplier (1.0 is the paper's network; 0.25 for tiny presets).
+        first_temporal_kernel: temporal size of Conv2d_1a's kernel, 1, 3, 5 or 7.
+        sync_bn: synchronise BN statistics across replicas.
+    """
+
+    def __init__(
+        self,
+        num_frames: int = 32,
+        width: float = 1.0,
+        first_temporal_kernel: int = 7,
+        sync_bn: bool = False,
+        name: str = "s3dg",
+        **kwargs,
+    ):
+        if first_temporal_kernel not in (1, 3, 5, 7):
+            raise ValueError(f"first_temporal_kernel must be 1, 3, 5 or 7, got {first_temporal_kernel}")
+        frames = keras.Input((num_frames, None, None, 3), name="frames")
+        unit = dict(sync_bn=sync_bn)
+        x = _unit(frames, scale_channels(64, width), (first_temporal_kernel, 7, 7), (2, 2, 2),
+                  separable=False, gated=False, name="Conv2d_1a", **unit)
+        x = layers.MaxPooling3D((1, 3, 3), (1, 2, 2), padding="same", name="MaxPool_2a")(x)
+        x = _unit(x, scale_channels(64, width), (1, 1, 1), (1, 1, 1),
+                  separable=False, gated=False, name="Conv2d_2b", **unit)
+        x = _unit(x, scale_channels(192, width), (3, 3, 3), (1, 1, 1),
+                  separable=True, gated=True, name="Conv2d_2c", **unit)
+        for block, channels in INCEPTION_CHANNELS.items():
+            if block in POOLS_BEFORE:
+                pool_name, size, strides = POOLS_BEFORE[block]
+                x = layers.MaxPooling3D(size, strides, padding="same", name=pool_name)(x)
+            x = _inception(x, channels, width=width, name=block, **unit)
+        features = layers.GlobalAveragePooling3D(name="mean_thw")(x)
+        super().__init__(
+            frames,
+            features,
+            config=dict(num_frames=num_frames, width=width,
+                        first_temporal_kernel=first_temporal_kernel, sync_bn=sync_bn),
+            name=name,
+            **kwargs,
+        )

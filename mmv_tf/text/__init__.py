@@ -1,0 +1,1 @@
+"""Word vectors, stop words and the in-graph text tokenizer."""

@@ -32,26 +32,26 @@ def mel_filterbank(num_mel_bins: int, num_spectrogram_bins: int, sample_rate: fl
 class LogMelSpectrogram(layers.Layer):
     """Waveform `[B, N]` in [-1, 1] -> `log(1 + 1e4 * mel)`, `[B, frames, num_mel_bins, 1]`.
 
-    frames = (N - frame_length) // frame_step + 1; STFT magnitude with a Hann window.
+    frames = (N - frame_length) // frame_step + 1; STFT magnitude with a Hann window,
+    FFT size = frame_length.
     """
 
     def __init__(self, sample_rate: int = 48000, frame_length: int = 2048, frame_step: int = 1024,
-                 fft_length: int | None = None, num_mel_bins: int = 80, lower_hz: float = 80.0,
+                 num_mel_bins: int = 80, lower_hz: float = 80.0,
                  upper_hz: float = 7600.0, **kwargs):
         super().__init__(**kwargs)
         self.sample_rate = sample_rate
         self.frame_length = frame_length
         self.frame_step = frame_step
-        self.fft_length = fft_length or int(2 ** np.ceil(np.log2(frame_length)))
         self.num_mel_bins = num_mel_bins
         self.lower_hz = lower_hz
         self.upper_hz = upper_hz
-        self._filterbank = mel_filterbank(num_mel_bins, self.fft_length // 2 + 1, sample_rate,
+        self._filterbank = mel_filterbank(num_mel_bins, frame_length // 2 + 1, sample_rate,
                                           lower_hz, upper_hz)
 
     def call(self, waveform):
         real, imag = ops.stft(ops.cast(waveform, "float32"), self.frame_length, self.frame_step,
-                              self.fft_length, window="hann", center=False)
+                              self.frame_length, window="hann", center=False)
         magnitude = ops.sqrt(real * real + imag * imag)
         mel = ops.matmul(magnitude, ops.convert_to_tensor(self._filterbank))
         return ops.expand_dims(ops.log(1.0 + 1e4 * mel), -1)
@@ -65,7 +65,7 @@ class LogMelSpectrogram(layers.Layer):
         return {
             **super().get_config(),
             "sample_rate": self.sample_rate, "frame_length": self.frame_length,
-            "frame_step": self.frame_step, "fft_length": self.fft_length,
+            "frame_step": self.frame_step,
             "num_mel_bins": self.num_mel_bins, "lower_hz": self.lower_hz, "upper_hz": self.upper_hz,
         }
 

@@ -68,6 +68,12 @@ class Head(layers.Layer):
     def spaces_of(cls, modality: str) -> tuple[str, ...]:
         return tuple(space for space, members in cls.SPACES.items() if modality in members)
 
+    def build(self, input_shape: dict):
+        """Create the projections of each modality in `input_shape` ({modality: (N, C)})."""
+        for modality, shape in input_shape.items():
+            self.embed(modality, keras.KerasTensor(tuple(shape)))
+        self.built = True
+
     def call(self, representations: dict, training=None) -> dict:
         return {m: self.embed(m, x, training) for m, x in representations.items()}
 

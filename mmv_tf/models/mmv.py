@@ -42,10 +42,9 @@ class MMV(keras.Model):
         self._build_head()
 
     def _build_head(self) -> None:
-        """Create the head's weights by tracing it once on symbolic representations."""
-        dims = {"video": self.video_encoder.output_dim, "audio": self.audio_encoder.output_dim,
-                "text": self.text_encoder.output_dim}
-        self.head({m: keras.KerasTensor((None, d)) for m, d in dims.items()})
+        self.head.build({"video": (None, self.video_encoder.output_dim),
+                         "audio": (None, self.audio_encoder.output_dim),
+                         "text": (None, self.text_encoder.output_dim)})
         self.built = True
 
     @property

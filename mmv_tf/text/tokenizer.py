@@ -30,7 +30,8 @@ class TextTokenizer(keras.layers.Layer):
     """Strings `[...]` -> `{"token_ids": int32 [..., max_words], "padding_mask": bool [..., max_words]}`."""
 
     def __init__(self, vocabulary, max_words: int = 16, stop_words=DEFAULT_STOP_WORDS, **kwargs):
-        super().__init__(trainable=False, **kwargs)
+        kwargs["trainable"] = False
+        super().__init__(**kwargs)
         self.vocabulary = list(vocabulary)
         self.max_words = max_words
         self.stop_words = list(stop_words)

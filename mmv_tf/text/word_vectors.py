@@ -68,7 +68,8 @@ class _Vocabulary:
 
 def _parse_floats(fields: list[str], dim: int, path: Path, line_number: int) -> np.ndarray:
     if len(fields) != dim:
-        raise WordVectorError(f"{path}:{line_number}: expected {dim} numbers after the word, got {len(fields)}")
+        raise WordVectorError(
+            f"{path}:{line_number}: expected {dim} numbers after the word, got {len(fields)}")
     try:
         return np.asarray(fields, dtype=np.float32)
     except ValueError as error:
@@ -80,9 +81,14 @@ def _read_text(path: Path, limit: int | None) -> WordVectors:
     vocab = _Vocabulary(limit)
     dim = None
     try:
-        with path.open(encoding="utf-8") as lines:
-            for line_number, line in enumerate(lines, start=1):
-                fields = line.rstrip("\n").rstrip().split(" ")
+        with path.open("rb") as lines:
+            for line_number, raw in enumerate(lines, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise WordVectorError(
+                        f"{path}:{line_number}: not UTF-8 text ({error.reason})") from None
+                fields = line.rstrip().split(" ")
                 if line_number == 1 and len(fields) == 2 and all(f.isdigit() for f in fields):
                     dim = int(fields[1])
                     continue
@@ -95,8 +101,6 @@ def _read_text(path: Path, limit: int | None) -> WordVectors:
                 vocab.add(fields[0], _parse_floats(fields[1:], dim, path, line_number))
                 if vocab.full:
                     break
-    except UnicodeDecodeError as error:
-        raise WordVectorError(f"{path}:{line_number}: not UTF-8 text ({error.reason})") from None
     except OSError as error:
         raise WordVectorError(f"cannot read word vectors {path}: {error}") from None
     return vocab.result(str(path))

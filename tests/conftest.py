@@ -1,0 +1,33 @@
+"""Shared test settings: quiet TensorFlow, fixed seeds, a small word-vector set."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# Two logical CPUs, so distribution tests can run replicas on this machine.
+_cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
+
+from mmv_tf.text.word_vectors import WordVectors  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    import keras
+
+    keras.utils.set_random_seed(0)
+
+
+@pytest.fixture(scope="session")
+def small_word_vectors() -> WordVectors:
+    """A 200-word, 8-d vocabulary: fast tiny models whose table content does not matter."""
+    words = tuple(f"w{i}" for i in range(190)) + (
+        "seven", "three", "slides", "left", "up", "moves", "digit", "down", "right", "zero")
+    vectors = np.random.default_rng(0).normal(size=(len(words), 8)).astype(np.float32)
+    return WordVectors(words, vectors, "test")

@@ -1,0 +1,44 @@
+"""Run under KERAS_BACKEND=jax by test_jax_backend.py: forward, loss and gradient of a tiny model.
+
+Usage: python jax_forward.py WORK_DIR   (reads inputs.npz and model.weights.h5, writes outputs.npz)
+"""
+
+import sys
+from pathlib import Path
+
+import jax
+import keras
+import numpy as np
+
+from mmv_tf.losses import mmv_loss
+from mmv_tf.models.presets import from_preset
+from mmv_tf.text.word_vectors import WordVectors
+
+assert keras.backend.backend() == "jax", keras.backend.backend()
+work = Path(sys.argv[1])
+data = dict(np.load(work / "inputs.npz"))
+words = WordVectors(tuple(data.pop("words")), data.pop("vectors"), "test")
+model = from_preset("s3dg_tiny", word_vectors=words)
+model.load_weights(work / "model.weights.h5")
+inputs = {"video": data["video"], "audio": data["audio"],
+          "text": {"token_ids": data["token_ids"], "padding_mask": data["padding_mask"]}}
+trainable = [v.value for v in model.trainable_variables]
+frozen = [v.value for v in model.non_trainable_variables]
+
+
+def loss_fn(trainable):
+    out, _ = model.stateless_call(trainable, frozen, inputs, training=True)
+    return mmv_loss(out, video_audio_space="va", video_text_space="vat")["loss"]
+
+
+@jax.jit
+def evaluate_and_differentiate(trainable):
+    """Inference outputs, and the training loss with its gradients, in one compiled call."""
+    outputs, _ = model.stateless_call(trainable, frozen, inputs, training=False)
+    return outputs, jax.value_and_grad(loss_fn)(trainable)
+
+
+outputs, (loss, grads) = evaluate_and_differentiate(trainable)
+finite = all(bool(np.all(np.isfinite(g))) for g in grads)
+np.savez(work / "outputs.npz", loss=np.asarray(loss), grads_finite=finite,
+         **{f"{m}_{s}": np.asarray(v) for m, o in outputs.items() for s, v in o.items()})

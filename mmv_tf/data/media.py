@@ -1,0 +1,161 @@
+"""Video files through PyAV: writing H.264/AAC mp4s, and decoding to resampled frames and audio.
+
+Decoding picks, for each output time k / fps, the last source frame shown at
+that time, so variable frame rates resample correctly; audio is downmixed to
+mono float32 at the target rate and aligned to the video's clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+
+
+class MediaError(ValueError):
+    """A media file that cannot be decoded at all (the message names the file and the reason)."""
+
+
+@dataclasses.dataclass
+class DecodedVideo:
+    """Frames as JPEG bytes at `fps`, the mono waveform at `sample_rate`, and what was repaired."""
+
+    jpeg_frames: list[bytes]
+    waveform: np.ndarray  # float32 [N], zeros if the file has no audio
+    has_audio: bool
+    fps: float
+    sample_rate: int
+    width: int
+    height: int
+    notes: list[str]
+
+    @property
+    def duration(self) -> float:
+        return len(self.jpeg_frames) / self.fps
+
+
+def write_mp4(path: str | Path, frames: np.ndarray, fps: float, waveform: np.ndarray | None = None,
+              sample_rate: int = 16000, crf: int = 20) -> None:
+    """Write uint8 frames `[T, H, W, 3]` (even H, W) and an optional mono float waveform `[N]`."""
+    with av.open(str(path), "w", format="mp4") as container:
+        video = container.add_stream("libx264", rate=int(round(fps)))
+        video.width, video.height = frames.shape[2], frames.shape[1]
+        video.pix_fmt = "yuv420p"
+        video.options = {"crf": str(crf), "threads": "1"}
+        audio = None
+        if waveform is not None:
+            audio = container.add_stream("aac", rate=sample_rate, layout="mono")
+        for image in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(video.encode())
+        if audio is not None:
+            samples = np.clip(waveform, -1, 1).astype(np.float32)[None, :]
+            frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
+            frame.sample_rate = sample_rate
+            frame.pts = 0  # lets the encoder mark its priming samples (negative pts)
+            container.mux(audio.encode(frame))
+            container.mux(audio.encode())
+
+
+def _output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    scale = short_side / min(width, height)
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+def _jpeg(image: np.ndarray, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _decode_frames(path: Path, fps: float, short_side: int, quality: int, notes: list[str]):
+    """(JPEG frames at `fps`, width, height); truncated streams keep what decoded."""
+    jpegs: list[bytes] = []
+    size = None
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            current, last_end = None, 0.0
+            try:
+                for frame in container.decode(stream):
+                    if frame.time is None:
+                        continue
+                    shown_for = float(frame.duration * frame.time_base) if frame.duration else 0.0
+                    last_end = frame.time + (shown_for or 1.0 / float(stream.average_rate or fps))
+                    if size is None:
+                        size = _output_size(frame.width, frame.height, short_side)
+                    while current is not None and len(jpegs) / fps < frame.time - 1e-6:
+                        jpegs.append(current)
+                    current = _jpeg(frame.to_ndarray(width=size[0], height=size[1], format="rgb24"),
+                                    quality)
+                    if not jpegs and frame.time > 1e-6:  # stream starts late: hold its first frame
+                        while len(jpegs) / fps < frame.time - 1e-6:
+                            jpegs.append(current)
+            except (av.FFmpegError, ValueError) as error:
+                notes.append(f"{path.name}: video decoding stopped at {len(jpegs) / fps:.2f}s ({error})")
+            while current is not None and len(jpegs) / fps < last_end - 1e-6:
+                jpegs.append(current)
+    except av.FFmpegError as error:
+        raise MediaError(f"{path}: cannot open ({error})") from None
+    if not jpegs:
+        raise MediaError(f"{path}: no decodable video frames")
+    return jpegs, size[0], size[1]
+
+
+def _decode_audio(path: Path, sample_rate: int, num_samples: int, notes: list[str]):
+    """Mono float32 `[num_samples]` and whether the file had audio."""
+    chunks, start = [], None
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                notes.append(f"{path.name}: no audio stream (zeros, audio mask off)")
+                return np.zeros(num_samples, np.float32), False
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            try:
+                for frame in container.decode(stream):
+                    if start is None:
+                        start = frame.time or 0.0
+                    chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+            except (av.FFmpegError, ValueError) as error:
+                notes.append(f"{path.name}: audio decoding stopped early ({error})")
+            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+    except av.FFmpegError as error:
+        notes.append(f"{path.name}: audio unreadable ({error}); zeros, audio mask off")
+        return np.zeros(num_samples, np.float32), False
+    if not chunks:
+        notes.append(f"{path.name}: audio stream without samples (zeros, audio mask off)")
+        return np.zeros(num_samples, np.float32), False
+    waveform = np.concatenate(chunks)
+    offset = int(round(start * sample_rate))  # < 0 for encoder priming, > 0 if audio starts late
+    waveform = waveform[-offset:] if offset < 0 else np.concatenate([np.zeros(offset, np.float32), waveform])
+    waveform = np.pad(waveform[:num_samples], (0, max(0, num_samples - len(waveform))))
+    return waveform.astype(np.float32), True
+
+
+def decode_video(path: str | Path, fps: float = 10.0, short_side: int = 128,
+                 sample_rate: int = 16000, jpeg_quality: int = 90) -> DecodedVideo:
+    """Decode `path` to JPEG frames at `fps` (shorter side `short_side`) and mono audio at `sample_rate`.
+
+    Raises MediaError when no frame can be decoded; everything short of that
+    (missing or broken audio, truncation, odd sizes, variable frame rate) is
+    repaired and described in `notes`.
+    """
+    path = Path(path)
+    if not path.is_file() or os.path.getsize(path) == 0:
+        raise MediaError(f"{path}: missing or empty file")
+    notes: list[str] = []
+    jpegs, width, height = _decode_frames(path, fps, short_side, jpeg_quality, notes)
+    num_samples = int(round(len(jpegs) / fps * sample_rate))
+    waveform, has_audio = _decode_audio(path, sample_rate, num_samples, notes)
+    return DecodedVideo(jpegs, waveform, has_audio, fps, sample_rate, width, height, notes)

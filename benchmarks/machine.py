@@ -1,5 +1,6 @@
 """A description of the machine a benchmark ran on, printed beside every figure."""
 
+import contextlib
 import os
 import platform
 
@@ -12,10 +13,8 @@ def describe_machine() -> dict:
     except (OSError, StopIteration):
         pass
     memory_gib = None
-    try:
+    with contextlib.suppress(ValueError, OSError):
         memory_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError):
-        pass
     import keras
 
     return {

@@ -31,8 +31,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import tensorflow as tf
-
     from machine import describe_machine
+
     from mmv_tf.models.presets import from_preset
 
     rss_start = peak_rss_gib()

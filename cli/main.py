@@ -3,9 +3,14 @@
 Heavy imports (TensorFlow, Keras) happen inside commands, so `--help` is fast.
 """
 
+import functools
 import json
+import os
+from pathlib import Path
 
 import typer
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
 
 app = typer.Typer(
     name="mmv-tf",
@@ -15,6 +20,26 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+data_app = typer.Typer(help="Make, ingest and inspect video corpora.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def reports_input_errors(command):
+    """Show an `InputError` (bad file, field or option) as one line on stderr and exit with 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from mmv_tf.errors import InputError
+
+        try:
+            return command(*args, **kwargs)
+        except (InputError, FileNotFoundError) as error:
+            typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(1) from None
+
+    return wrapper
 
 
 @app.callback()
@@ -51,6 +76,73 @@ def presets(
             f"{row['head']}: " + " ".join(f"{s}={d}" for s, d in sorted(spaces.items())),
         )
     Console().print(table)
+
+
+@data_app.command("demo")
+@reports_input_errors
+def data_demo(
+    out: Path = typer.Option(..., "--out", help="Folder to write videos/, subtitles and manifest.jsonl."),
+    videos: int = typer.Option(1000, "--videos", min=1, help="Number of videos."),
+    seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same corpus."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Processes (0: one per core, up to 8)."),
+) -> None:
+    """Generate the narrated demo corpus: digits moving over textures, spoken by espeak-ng."""
+    from mmv_tf.data.demo import generate_demo_corpus
+
+    manifest = generate_demo_corpus(out, videos, seed, workers=workers or None)
+    typer.echo(f"wrote {videos} videos and {manifest}")
+
+
+@data_app.command("ingest")
+@reports_input_errors
+def data_ingest(
+    src: Path = typer.Argument(..., help="Folder of videos (with same-name .srt/.vtt/.txt captions) "
+                               "or a JSONL manifest; a folder holding manifest.jsonl is read through it."),
+    out: Path = typer.Option(..., "--out", help="Folder for the shards, dataset.json and report.jsonl."),
+    fps: float = typer.Option(10.0, help="Frame rate of the stored frames."),
+    size: int = typer.Option(128, help="Shorter side of the stored frames, in pixels."),
+    sample_rate: int = typer.Option(16000, help="Sample rate of the stored mono audio."),
+    videos_per_shard: int = typer.Option(32, min=1, help="Videos per shard file."),
+    split: str = typer.Option(None, help="Put every video in this split (train, val or test)."),
+    workers: int = typer.Option(0, min=0, help="Decoding processes (0: one per core, up to 8)."),
+) -> None:
+    """Decode videos into SequenceExample shards (resumable: rerun to finish an interrupted run)."""
+    from mmv_tf.data.ingest import REPORT_NAME, ingest
+    from mmv_tf.data.sources import DecodeSettings
+
+    summary = ingest(src, out, DecodeSettings(fps, size, sample_rate), videos_per_shard, split,
+                     workers or None)
+    typer.echo(f"{summary['videos']} videos in {len(summary['shards'])} shards under {out}; "
+               f"{summary['skipped']} skipped (reasons and repairs in {out / REPORT_NAME})")
+
+
+@data_app.command("stats")
+@reports_input_errors
+def data_stats(
+    shards: Path = typer.Argument(..., help="Folder of shards made by `mmv-tf data ingest`."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Videos, hours, with / without audio and text per split, and a few decoded captions."""
+    from mmv_tf.data.stats import shard_stats
+
+    stats = shard_stats(shards)
+    if as_json:
+        typer.echo(json.dumps(stats, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{shards} ({stats['shards']} shards)")
+    columns = ("videos", "hours", "with_audio", "without_audio", "with_text", "without_text", "captions")
+    table.add_column("split")
+    for column in columns:
+        table.add_column(column.replace("_", " "), justify="right")
+    for split, row in stats["splits"].items():
+        table.add_row(split, *(str(row[c]) for c in columns))
+    console = Console()
+    console.print(table)
+    for sample in stats["sample_captions"]:
+        console.print(f"  {sample['video']}: {sample['caption']}")
 
 
 def main() -> None:

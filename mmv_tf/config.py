@@ -16,10 +16,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from mmv_tf.errors import InputError
+
 C = TypeVar("C")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config field is unknown or has a value of the wrong type."""
 
 

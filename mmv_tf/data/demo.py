@@ -164,14 +164,17 @@ def _make_video_job(job):
 
 
 def generate_demo_corpus(out_dir: str | Path, num_videos: int = 1000, seed: int = 0,
-                         settings: DemoSettings = DemoSettings(), workers: int | None = None,
+                         settings: DemoSettings | None = None, workers: int | None = None,
                          progress: bool = True) -> Path:
     """Write the corpus into `out_dir` and return the manifest's path.
 
-    Deterministic for (`num_videos`, `seed`, `settings`). The manifest is
-    written last, atomically: a corpus without it is incomplete.
+    The content (manifest, captions, audio, rendered frames) is a function of
+    (`seed`, `settings`); the H.264 bytes are not bit-exact between runs, since
+    libx264 here varies slightly from one encoder instance to the next. The
+    manifest is written last, atomically: a corpus without it is incomplete.
     """
     require_espeak()
+    settings = settings or DemoSettings()
     out_dir = Path(out_dir)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     pools = synth.split_digit_pools(seed)

@@ -16,10 +16,12 @@ import av
 import numpy as np
 from PIL import Image
 
+from mmv_tf.errors import InputError
+
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 
 
-class MediaError(ValueError):
+class MediaError(InputError):
     """A media file that cannot be decoded at all (the message names the file and the reason)."""
 
 
@@ -53,7 +55,9 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float, waveform: np.nda
         if waveform is not None:
             audio = container.add_stream("aac", rate=sample_rate, layout="mono")
         for image in frames:
-            container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+            # Converting here, not inside the encoder, keeps the output byte-identical across runs.
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            container.mux(video.encode(frame))
         container.mux(video.encode())
         if audio is not None:
             samples = np.clip(waveform, -1, 1).astype(np.float32)[None, :]
@@ -105,6 +109,10 @@ def _decode_frames(path: Path, fps: float, short_side: int, quality: int, notes:
                 notes.append(f"{path.name}: video decoding stopped at {len(jpegs) / fps:.2f}s ({error})")
             while current is not None and len(jpegs) / fps < last_end - 1e-6:
                 jpegs.append(current)
+            declared = container.duration / av.time_base if container.duration else None
+            if jpegs and declared and last_end < declared - 0.5:
+                notes.append(f"{path.name}: video decoding stopped at {last_end:.2f}s of the "
+                             f"{declared:.2f}s declared (truncated file?)")
     except av.FFmpegError as error:
         raise MediaError(f"{path}: cannot open ({error})") from None
     if not jpegs:

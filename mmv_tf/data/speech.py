@@ -10,11 +10,13 @@ import wave
 import numpy as np
 from scipy.signal import resample_poly
 
+from mmv_tf.errors import InputError
+
 INSTALL_HINT = ("espeak-ng is needed to speak the demo narrations: install it with "
                 "`sudo apt-get install espeak-ng` (Debian/Ubuntu), or run `bash scripts/setup.sh` as root")
 
 
-class SpeechError(RuntimeError):
+class SpeechError(InputError):
     """espeak-ng is missing or failed."""
 
 

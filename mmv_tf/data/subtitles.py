@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pysubs2
 
+from mmv_tf.errors import InputError
+
 CAPTION_SUFFIXES = (".srt", ".vtt", ".txt")
 # Tried in order; latin-1 accepts any bytes, so it is the last resort (and is reported).
 ENCODINGS = ("utf-8", "utf-8-sig", "cp1252", "latin-1")
@@ -19,7 +21,7 @@ class Caption:
     text: str
 
 
-class CaptionError(ValueError):
+class CaptionError(InputError):
     """A caption file that cannot be read (the message names the file)."""
 
 

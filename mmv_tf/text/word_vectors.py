@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from mmv_tf.errors import InputError
+
 PACKAGED_GLOVE = "glove-6b-50d"
 
 
-class WordVectorError(ValueError):
+class WordVectorError(InputError):
     """A word-vector file is missing, unreadable or malformed (the message names file and line)."""
 
 

@@ -1,0 +1,122 @@
+"""`mmv-tf data ingest`: decode source videos in parallel into SequenceExample shards.
+
+Sources are split into shards of `videos_per_shard` in a fixed order, so a
+rerun after an interruption skips the shards already written and rebuilds only
+the rest. Each shard is written to a hidden partial file and renamed when
+complete; readers never see a half-written shard. Files that cannot be decoded
+are skipped, and every skip or repair is logged in `report.jsonl`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import multiprocessing
+import os
+from pathlib import Path
+
+from mmv_tf.data.sources import DecodeSettings, Source, decode_source, list_sources
+from mmv_tf.errors import InputError
+
+REPORT_NAME = "report.jsonl"
+DATASET_NAME = "dataset.json"
+
+
+class IngestError(InputError):
+    """The output folder cannot be used (unwritable, or made with other settings)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardPlan:
+    name: str
+    sources: tuple[Source, ...]
+
+
+def plan_shards(sources: list[Source], videos_per_shard: int) -> list[ShardPlan]:
+    """Consecutive groups of each split's sources: `train-00000.tfrecord`, ..."""
+    plans = []
+    for split in dict.fromkeys(s.split for s in sources):
+        members = [s for s in sources if s.split == split]
+        for index in range(0, len(members), videos_per_shard):
+            plans.append(ShardPlan(f"{split}-{index // videos_per_shard:05d}.tfrecord",
+                                   tuple(members[index:index + videos_per_shard])))
+    return plans
+
+
+def _prepare_out(out: Path, settings: dict) -> None:
+    """Create `out`, or check that its existing shards were made with the same settings."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise IngestError(f"cannot write to {out}: {error}") from None
+    dataset = out / DATASET_NAME
+    if dataset.exists():
+        previous = json.loads(dataset.read_text())["settings"]
+        if previous != settings:
+            raise IngestError(f"{out} holds shards made with other settings ({previous}); "
+                              f"use another --out folder")
+    else:
+        _write_json(dataset, {"settings": settings, "complete": False})
+    for stale in out.glob(".*.partial"):
+        stale.unlink()
+
+
+def _write_json(path: Path, data: dict) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+def ingest(src: str | Path, out: str | Path, settings: DecodeSettings | None = None,
+           videos_per_shard: int = 32, split: str | None = None, workers: int | None = None,
+           progress: bool = True) -> dict:
+    """Ingest `src` (folder or manifest) into shards under `out`; returns the dataset summary."""
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from mmv_tf.data.shards import encode_video
+
+    out = Path(out)
+    settings = settings or DecodeSettings()
+    sources = list_sources(src, split)
+    settings_record = {**dataclasses.asdict(settings), "videos_per_shard": videos_per_shard}
+    _prepare_out(out, settings_record)
+    plans = plan_shards(sources, videos_per_shard)
+    pending = [plan for plan in plans if not (out / plan.name).exists()]
+    todo = [source for plan in pending for source in plan.sources]
+    workers = workers or min(len(os.sched_getaffinity(0)), 8)
+    bar = tqdm(total=len(sources), initial=len(sources) - len(todo), desc="ingest", unit="video",
+               disable=not progress)
+    decode = functools.partial(decode_source, settings=settings)
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        results = pool.imap(decode, todo, chunksize=1)
+        for plan in pending:
+            partial = out / f".{plan.name}.partial"
+            report = []
+            with tf.io.TFRecordWriter(str(partial)) as writer:
+                for _ in plan.sources:
+                    decoded = next(results)
+                    bar.update()
+                    entry = {"id": decoded.source.video_id, "source": str(decoded.source.path),
+                             "shard": plan.name}
+                    if decoded.video is None:
+                        report.append({**entry, "status": "skipped", "reason": decoded.error})
+                        continue
+                    writer.write(encode_video(decoded))
+                    if decoded.notes:
+                        report.append({**entry, "status": "repaired", "notes": decoded.notes})
+            os.replace(partial, out / plan.name)
+            with (out / REPORT_NAME).open("a", encoding="utf-8") as log:
+                log.writelines(json.dumps(line) + "\n" for line in report)
+    bar.close()
+    report_lines = (out / REPORT_NAME).read_text(encoding="utf-8").splitlines()
+    skipped = sum(json.loads(line)["status"] == "skipped" for line in report_lines)
+    summary = {"settings": settings_record, "complete": True, "source": str(src),
+               "shards": [plan.name for plan in plans], "videos": len(sources) - skipped,
+               "skipped": skipped}
+    _write_json(out / DATASET_NAME, summary)
+    return summary

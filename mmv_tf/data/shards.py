@@ -1,0 +1,93 @@
+"""The shard format: one `tf.train.SequenceExample` per video, DMVR style.
+
+Context: `video/id`, `video/split`, `video/source`, `video/fps`, `video/duration`,
+`image/height`, `image/width`, `WAVEFORM/sample_rate`, `WAVEFORM/present`,
+`caption/string`, `caption/start`, `caption/end` (seconds), `labels/json`.
+Sequences: `image/encoded` (one JPEG per frame), `WAVEFORM/feature/floats`
+(one entry: the mono waveform).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+
+from mmv_tf.data.sources import DecodedSource
+
+SHARD_SUFFIX = ".tfrecord"
+
+CONTEXT_FEATURES = {
+    "video/id": tf.io.FixedLenFeature([], tf.string),
+    "video/split": tf.io.FixedLenFeature([], tf.string),
+    "video/source": tf.io.FixedLenFeature([], tf.string),
+    "video/fps": tf.io.FixedLenFeature([], tf.float32),
+    "video/duration": tf.io.FixedLenFeature([], tf.float32),
+    "image/height": tf.io.FixedLenFeature([], tf.int64),
+    "image/width": tf.io.FixedLenFeature([], tf.int64),
+    "WAVEFORM/sample_rate": tf.io.FixedLenFeature([], tf.int64),
+    "WAVEFORM/present": tf.io.FixedLenFeature([], tf.int64),
+    "caption/string": tf.io.RaggedFeature(tf.string),
+    "caption/start": tf.io.RaggedFeature(tf.float32),
+    "caption/end": tf.io.RaggedFeature(tf.float32),
+    "labels/json": tf.io.FixedLenFeature([], tf.string, default_value="null"),
+}
+SEQUENCE_FEATURES = {
+    "image/encoded": tf.io.FixedLenSequenceFeature([], tf.string),
+    "WAVEFORM/feature/floats": tf.io.RaggedFeature(tf.float32),
+}
+
+
+def _bytes(values):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+
+
+def _floats(values):
+    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+
+
+def _ints(values):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def encode_video(decoded: DecodedSource) -> bytes:
+    """Serialized SequenceExample of a decoded source."""
+    video, source = decoded.video, decoded.source
+    context = {
+        "video/id": _bytes([source.video_id.encode()]),
+        "video/split": _bytes([source.split.encode()]),
+        "video/source": _bytes([str(source.path).encode()]),
+        "video/fps": _floats([video.fps]),
+        "video/duration": _floats([video.duration]),
+        "image/height": _ints([video.height]),
+        "image/width": _ints([video.width]),
+        "WAVEFORM/sample_rate": _ints([video.sample_rate]),
+        "WAVEFORM/present": _ints([int(video.has_audio)]),
+        "caption/string": _bytes([c.text.encode() for c in decoded.captions]),
+        "caption/start": _floats([c.start for c in decoded.captions]),
+        "caption/end": _floats([c.end for c in decoded.captions]),
+        "labels/json": _bytes([source.labels_json.encode()]),
+    }
+    sequences = {
+        "image/encoded": tf.train.FeatureList(feature=[_bytes([jpeg]) for jpeg in video.jpeg_frames]),
+        "WAVEFORM/feature/floats": tf.train.FeatureList(feature=[_floats(video.waveform)]),
+    }
+    return tf.train.SequenceExample(
+        context=tf.train.Features(feature=context),
+        feature_lists=tf.train.FeatureLists(feature_list=sequences),
+    ).SerializeToString()
+
+
+def parse_video(serialized: tf.Tensor) -> dict:
+    """One serialized example -> a dict of tensors: the context fields, `frames` (JPEG strings `[F]`)
+    and `waveform` (`[N]` float32)."""
+    context, sequences = tf.io.parse_single_sequence_example(
+        serialized, context_features=CONTEXT_FEATURES, sequence_features=SEQUENCE_FEATURES)
+    return {**context, "frames": sequences["image/encoded"],
+            "waveform": sequences["WAVEFORM/feature/floats"].flat_values}
+
+
+def shard_files(folder, split: str | None = None) -> list[str]:
+    """Complete shard files of `folder` (partial files are hidden and never listed), sorted."""
+    pattern = f"{split}-*{SHARD_SUFFIX}" if split else f"*{SHARD_SUFFIX}"
+    return sorted(str(p) for p in Path(folder).glob(pattern))

@@ -3,6 +3,7 @@
 import io
 import json
 import shutil
+from pathlib import Path
 
 import av
 import media_files
@@ -234,14 +235,14 @@ def test_ingest_resumes_after_an_interruption(demo, tmp_path):
     shutil.copytree(demo, tmp_path / "demo")
     ingest(tmp_path / "demo", out, DecodeSettings(short_side=32), videos_per_shard=5, progress=False)
     shards = shard_files(out)
-    first_bytes = {s: open(s, "rb").read() for s in shards}
+    first_bytes = {s: Path(s).read_bytes() for s in shards}
     mtimes = {s: (out / s).stat().st_mtime_ns for s in shards}
     lost = shards[1]
     (out / lost).unlink()  # as if the run died before writing it
     (out / ".train-00009.tfrecord.partial").write_bytes(b"half")
     ingest(tmp_path / "demo", out, DecodeSettings(short_side=32), videos_per_shard=5, progress=False)
     assert shard_files(out) == shards and not list(out.glob(".*"))
-    assert open(lost, "rb").read() == first_bytes[lost]
+    assert Path(lost).read_bytes() == first_bytes[lost]
     assert all((out / s).stat().st_mtime_ns == mtimes[s] for s in shards if s != lost)
     with pytest.raises(IngestError, match="other settings"):
         ingest(tmp_path / "demo", out, DecodeSettings(short_side=48), videos_per_shard=5, progress=False)

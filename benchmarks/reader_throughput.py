@@ -42,6 +42,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from machine import describe_machine
+
     from mmv_tf.data.reader import ReaderConfig
     from mmv_tf.text.tokenizer import TextTokenizer
     from mmv_tf.text.word_vectors import load_word_vectors

@@ -27,15 +27,16 @@ app.add_typer(data_app, name="data")
 
 
 def reports_input_errors(command):
-    """Show an `InputError` (bad file, field or option) as one line on stderr and exit with 1."""
+    """Show an `InputError` (bad file, field or option) or a diverged loss as one line on stderr,
+    and exit with 1."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from mmv_tf.errors import InputError
+        from mmv_tf.errors import InputError, NonFiniteLossError
 
         try:
             return command(*args, **kwargs)
-        except (InputError, FileNotFoundError) as error:
+        except (InputError, FileNotFoundError, NonFiniteLossError) as error:
             typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
             raise typer.Exit(1) from None
 
@@ -143,6 +144,27 @@ def data_stats(
     console.print(table)
     for sample in stats["sample_captions"]:
         console.print(f"  {sample['video']}: {sample['caption']}")
+
+
+@app.command()
+@reports_input_errors
+def train(
+    config: Path = typer.Option(None, "--config", exists=True, dir_okay=False,
+                                help="YAML training config (see configs/); defaults apply without one."),
+    data: Path = typer.Option(..., "--data", help="Shard folder from `mmv-tf data ingest`."),
+    out: Path = typer.Option(..., "--out", help="Run folder: config, checkpoints, metrics, TensorBoard."),
+    resume: bool = typer.Option(False, "--resume",
+                                help="Continue the run in --out from its last checkpoint."),
+    overrides: list[str] = typer.Option([], "--set",
+                                        help="Override a config field, e.g. --set train.steps=1000."),
+) -> None:
+    """Train an MMV model with NCE (video-audio) and MIL-NCE (video-text) on shards."""
+    from mmv_tf.training.config import load_train_config
+    from mmv_tf.training.run import train as run_training
+
+    result = run_training(load_train_config(config, overrides), data, out, resume=resume)
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float))
+    typer.echo(f"trained to step {result['step']} in {out}: {shown}")
 
 
 def main() -> None:

@@ -1,0 +1,115 @@
+"""`MMVTrainer`: a Keras model around an MMV network whose train step computes the MMV loss.
+
+One step: forward the clip's video, audio and candidate narrations, compute
+weight_va * NCE(video, audio) + weight_vt * MIL-NCE(video, text) with the
+batch's masks, and update. Under a `tf.distribute` strategy each replica
+scores its clips against the embeddings all-gathered from every replica, and
+its loss is its share of the global loss, so the summed gradients equal those
+of the whole batch on one device. Metrics: each loss term, the total, and
+in-batch retrieval accuracy video->audio and video->text (top-1 among the batch).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from mmv_tf.losses import l2_normalize, mmv_loss
+from mmv_tf.models.mmv import MMV
+from mmv_tf.training.config import LossConfig
+
+METRIC_NAMES = ("loss", "nce_va", "mil_nce_vt", "acc_va", "acc_vt")
+
+
+def retrieval_accuracy(queries, keys, mask):
+    """Share of valid rows whose nearest valid key (cosine) is their own; queries, keys `[B, D]`."""
+    similarity = ops.matmul(l2_normalize(queries), ops.transpose(l2_normalize(keys)))
+    mask = ops.cast(mask, "bool")
+    similarity = ops.where(mask[None, :], similarity, -2.0)
+    hits = ops.cast(ops.equal(ops.argmax(similarity, axis=1), ops.arange(ops.shape(keys)[0])), "float32")
+    valid = ops.cast(mask, "float32")
+    return ops.sum(hits * valid) / ops.maximum(ops.sum(valid), 1.0), ops.sum(valid)
+
+
+def _replica_gather():
+    """All-gather over the replicas of the current `tf.distribute` strategy, or None if only one."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return None
+    return lambda x: context.all_gather(x, axis=0)
+
+
+class MMVTrainer(keras.Model):
+    """Trains `network` (an `MMV`) on reader batches (see `mmv_tf.data.reader`)."""
+
+    def __init__(self, network: MMV, loss: LossConfig | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.network = network
+        self.loss_config = loss or LossConfig()
+        head = type(network.head)
+        self.video_audio_space = head.space_for("video", "audio")
+        self.video_text_space = head.space_for("video", "text")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, inputs, training=False):
+        return self.network(inputs, training=training)
+
+    @staticmethod
+    def model_inputs(batch: dict) -> dict:
+        return {"video": batch["video"], "audio": batch["audio"], "text": batch["text"]}
+
+    def compute_terms(self, batch: dict, outputs: dict, gather=None) -> dict:
+        """Loss terms (this replica's share when `gather` is set) and retrieval accuracies."""
+        config = self.loss_config
+        terms = mmv_loss(
+            outputs, video_audio_space=self.video_audio_space,
+            video_text_space=self.video_text_space, weight_va=config.weight_va,
+            weight_vt=config.weight_vt, audio_mask=batch["audio_mask"], text_mask=batch["text_mask"],
+            temperature=config.temperature, gather=gather,
+        )
+        video = outputs["video"]
+        if self.video_audio_space:
+            terms["acc_va"] = retrieval_accuracy(video[self.video_audio_space],
+                                                 outputs["audio"][self.video_audio_space],
+                                                 batch["audio_mask"])[0]
+        if self.video_text_space:
+            terms["acc_vt"] = retrieval_accuracy(video[self.video_text_space],
+                                                 outputs["text"][self.video_text_space][:, 0],
+                                                 batch["text_mask"][:, 0])[0]
+        return terms
+
+    def _update_metrics(self, terms: dict, gather) -> dict:
+        for name, value in terms.items():
+            if gather is not None and name in ("loss", "nce_va", "mil_nce_vt"):
+                import tensorflow as tf  # shares of the global loss: log their sum
+
+                value = tf.distribute.get_replica_context().all_reduce("sum", value)
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        gather = _replica_gather() if self.loss_config.global_negatives else None
+        with tf.GradientTape() as tape:
+            outputs = self.network(self.model_inputs(data), training=True)
+            terms = self.compute_terms(data, outputs, gather)
+            loss = terms["loss"]
+            scaled = self.optimizer.scale_loss(loss)
+        variables = self.network.trainable_variables
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply(gradients, variables)
+        return self._update_metrics(terms, gather)
+
+    def test_step(self, data):
+        gather = _replica_gather() if self.loss_config.global_negatives else None
+        outputs = self.network(self.model_inputs(data), training=False)
+        return self._update_metrics(self.compute_terms(data, outputs, gather), gather)

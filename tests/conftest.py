@@ -31,3 +31,25 @@ def small_word_vectors() -> WordVectors:
         "seven", "three", "slides", "left", "up", "moves", "digit", "down", "right", "zero")
     vectors = np.random.default_rng(0).normal(size=(len(words), 8)).astype(np.float32)
     return WordVectors(words, vectors, "test")
+
+
+DEMO_VIDEOS = 20
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    from mmv_tf.data.demo import generate_demo_corpus
+
+    out = tmp_path_factory.mktemp("demo")
+    generate_demo_corpus(out, DEMO_VIDEOS, seed=3, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_shards(demo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards")
+    from mmv_tf.data.ingest import ingest
+    from mmv_tf.data.sources import DecodeSettings
+
+    ingest(demo, out, DecodeSettings(short_side=72), videos_per_shard=4, progress=False)
+    return out

@@ -10,6 +10,7 @@ import media_files
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import DEMO_VIDEOS
 from mmv_tf.cli.main import app
 from PIL import Image
 from typer.testing import CliRunner
@@ -23,22 +24,6 @@ from mmv_tf.data.sources import DecodeSettings, SourceError, list_sources
 from mmv_tf.data.stats import shard_stats
 from mmv_tf.data.subtitles import read_captions
 from mmv_tf.text.tokenizer import TextTokenizer
-
-DEMO_VIDEOS = 20
-
-
-@pytest.fixture(scope="session")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    generate_demo_corpus(out, DEMO_VIDEOS, seed=3, progress=False)
-    return out
-
-
-@pytest.fixture(scope="session")
-def demo_shards(demo, tmp_path_factory):
-    out = tmp_path_factory.mktemp("shards")
-    ingest(demo, out, DecodeSettings(short_side=72), videos_per_shard=4, progress=False)
-    return out
 
 
 @pytest.fixture(scope="session")

@@ -100,7 +100,7 @@ PRESETS = {
 def preset_config(name: str, overrides: dict | None = None) -> ModelConfig:
     """The config of preset `name`, with nested `overrides` applied (e.g. {"head": {"design": "shared"}})."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+        raise config_lib.ConfigError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
     config = PRESETS[name].config
     return config_lib.merge(config, overrides) if overrides else config
 

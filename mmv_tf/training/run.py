@@ -68,17 +68,42 @@ def _strategy(name: str):
     return tf.distribute.get_strategy()
 
 
+def build_training(config: TrainConfig, out: str | Path):
+    """The network, trainer, compiled optimizer and checkpoint manager of a run (nothing restored).
+
+    Returns (network, trainer, optimizer, checkpoint, manager).
+    """
+    import keras
+    import tensorflow as tf
+
+    from mmv_tf.models.presets import build_model
+    from mmv_tf.training.trainer import MMVTrainer
+
+    schedule = config.train
+    with _strategy(config.distribution.strategy).scope():
+        network = build_model(config.model_config())
+        trainer = MMVTrainer(network, config.loss)
+        warmup = min(config.optimizer.warmup_steps, schedule.steps - 1)
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=max(1, schedule.steps - warmup),
+            warmup_target=config.optimizer.learning_rate, warmup_steps=warmup)
+        optimizer = keras.optimizers.Adam(learning_rate, global_clipnorm=config.optimizer.clip_norm)
+        trainer.compile(optimizer=optimizer, jit_compile=config.precision.jit_compile)
+        optimizer.build(network.trainable_variables)
+    checkpoint = tf.train.Checkpoint(network=network, optimizer=optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, Path(out) / "checkpoints",
+                                         max_to_keep=schedule.keep_checkpoints)
+    return network, trainer, optimizer, checkpoint, manager
+
+
 def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool = False,
           verbose: int | str = "auto") -> dict:
     """Train, checkpoint and log; returns the last metrics. Bad inputs fail before any step runs."""
     import keras
-    import tensorflow as tf
 
     from mmv_tf.data.reader import ReaderConfig, read_clips
     from mmv_tf.data.shards import shard_files
-    from mmv_tf.models.presets import build_model
     from mmv_tf.training.callbacks import MetricsLog, NaNGuard, StepCheckpoint
-    from mmv_tf.training.trainer import MMVTrainer
 
     data, out = Path(data), Path(out)
     model_config = config.model_config()
@@ -98,22 +123,11 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision.policy)
     schedule = config.train
-    strategy = _strategy(config.distribution.strategy)
-    with strategy.scope():
-        network = build_model(model_config)
-        trainer = MMVTrainer(network, config.loss)
-        warmup = min(config.optimizer.warmup_steps, schedule.steps - 1)
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=max(1, schedule.steps - warmup), warmup_target=config.optimizer.learning_rate,
-            warmup_steps=warmup)
-        optimizer = keras.optimizers.Adam(learning_rate, global_clipnorm=config.optimizer.clip_norm)
-        trainer.compile(optimizer=optimizer, jit_compile=config.precision.jit_compile)
-        optimizer.build(network.trainable_variables)
-    checkpoint = tf.train.Checkpoint(network=network, optimizer=optimizer)
-    manager = tf.train.CheckpointManager(checkpoint, out / "checkpoints",
-                                         max_to_keep=schedule.keep_checkpoints)
+    network, trainer, optimizer, checkpoint, manager = build_training(config, out)
+    resumed_from = 0
     if resume:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        resumed_from = int(optimizer.iterations.numpy())
 
     reader = ReaderConfig(
         num_frames=model_config.video.num_frames, frame_stride=config.data.frame_stride, fps=fps,
@@ -148,4 +162,5 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
                               shuffle=False)
         logs = {k: v[-1] for k, v in history.history.items()}
         step = int(optimizer.iterations.numpy())
-    return {"step": step, "run_dir": str(out), **{k: float(v) for k, v in logs.items()}}
+    return {"step": step, "resumed_from_step": resumed_from, "run_dir": str(out),
+            **{k: float(v) for k, v in logs.items()}}

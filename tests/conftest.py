@@ -3,6 +3,7 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # as mmv_tf/__init__.py, before TensorFlow loads
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -15,6 +16,13 @@ tf.config.set_logical_device_configuration(
 )
 
 from mmv_tf.text.word_vectors import WordVectors  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def two_replicas():
+    """One MirroredStrategy over the two logical CPUs, shared: separate strategies in one process
+    can hand out clashing collective keys."""
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
 @pytest.fixture(autouse=True)

@@ -119,9 +119,9 @@ def test_gradients_are_finite_even_with_empty_rows(rng):
     assert float(mil_nce(video, text, np.zeros((4, 3), bool))) == 0.0
 
 
-def test_global_negatives_on_two_replicas_equal_the_single_device_loss_and_gradients(rng):
+def test_global_negatives_on_two_replicas_equal_the_single_device_loss_and_gradients(rng, two_replicas):
     """Two logical CPUs: each replica scores its half against the all-gathered batch."""
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_replicas
     video = rng.normal(size=(8, 16)).astype(np.float32)
     text = rng.normal(size=(8, 3, 16)).astype(np.float32)
     mask = rng.uniform(size=(8, 3)) > 0.2

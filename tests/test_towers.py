@@ -227,3 +227,17 @@ def test_bad_inputs_raise_errors_naming_the_expected_shape(inputs, message, smal
     model = from_preset("s3dg_tiny", word_vectors=small_word_vectors)
     with pytest.raises(ValueError, match=message):
         model(inputs)
+
+
+def test_s3dg_gradients_agree_in_graph_and_eager_mode():
+    """Guards the oneDNN switch in mmv_tf/__init__.py: with oneDNN, graph gradients were wrong."""
+    model = S3DG(num_frames=8, width=0.125)
+    clip = tf.constant(np.random.default_rng(5).uniform(size=(2, 8, 32, 32, 3)).astype("float32"))
+
+    def gradients():
+        with tf.GradientTape() as tape:
+            energy = tf.reduce_sum(model(clip, training=False) ** 2)
+        return tape.gradient(energy, model.trainable_variables)
+
+    for eager, graph in zip(gradients(), tf.function(gradients)()):
+        np.testing.assert_allclose(graph, eager, rtol=1e-3, atol=1e-4 * float(tf.reduce_max(tf.abs(eager))))

@@ -13,7 +13,7 @@ from mmv_tf.models.presets import from_preset
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
-def test_tiny_model_runs_under_jax_with_the_same_outputs(tmp_path, small_word_vectors):
+def test_tiny_model_runs_and_trains_under_jax_with_the_same_outputs(tmp_path, small_word_vectors):
     model = from_preset("s3dg_tiny", word_vectors=small_word_vectors)
     rng = np.random.default_rng(0)
     text = model.make_tokenizer()(np.array(["seven slides left", "three moves up"]))
@@ -34,6 +34,10 @@ def test_tiny_model_runs_under_jax_with_the_same_outputs(tmp_path, small_word_ve
     assert run.returncode == 0, run.stderr[-3000:]
     got = np.load(tmp_path / "outputs.npz")
     assert np.isfinite(got["loss"]) and bool(got["grads_finite"])
+    # MMVTrainer's stateless JAX train step updates every trainable variable and logs its metrics.
+    assert float(got["changed"]) == 1.0
+    assert np.all(np.isfinite(got["train_losses"])) and len(got["train_losses"]) == 3
+    assert np.all((got["train_acc_vt"] >= 0) & (got["train_acc_vt"] <= 1))
     for modality, values in expected.items():
         for space, value in values.items():
             np.testing.assert_allclose(got[f"{modality}_{space}"], value, rtol=1e-3, atol=1e-4)

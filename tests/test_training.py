@@ -54,7 +54,7 @@ def test_loss_falls_and_retrieval_rises_on_a_tiny_set_then_the_nan_guard_fires(s
     first = measure()
     trainer.fit(data, steps_per_epoch=25, epochs=1, verbose=0, shuffle=False)
     last = measure()
-    assert last["loss"] < 0.5 * first["loss"]
+    assert last["loss"] < 0.75 * first["loss"]
     assert last["nce_va"] < first["nce_va"] and last["mil_nce_vt"] < first["mil_nce_vt"]
     assert last["acc_va"] > first["acc_va"] and last["acc_vt"] > first["acc_vt"]
 

@@ -60,11 +60,13 @@ class MMVTrainer(keras.Model):
         return list(self.trackers.values())
 
     def call(self, inputs, training=False):
-        return self.network(inputs, training=training)
+        """The network's outputs for a reader batch (its masks and ids are ignored here)."""
+        return self.network(self.model_inputs(inputs), training=training)
 
     @staticmethod
     def model_inputs(batch: dict) -> dict:
-        return {"video": batch["video"], "audio": batch["audio"], "text": batch["text"]}
+        """The modalities of a reader batch that the network takes."""
+        return {key: batch[key] for key in ("video", "audio", "text") if key in batch}
 
     def compute_terms(self, batch: dict, outputs: dict, gather=None) -> dict:
         """Loss terms (this replica's share when `gather` is set) and retrieval accuracies."""
@@ -95,21 +97,65 @@ class MMVTrainer(keras.Model):
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
-    def train_step(self, data):
+    def train_step(self, *args):
+        """TensorFlow: `train_step(data)`; JAX: the stateless `train_step(state, data)`."""
+        if keras.backend.backend() == "jax":
+            return self._jax_train_step(*args)
+        return self._tf_train_step(*args)
+
+    def test_step(self, *args):
+        if keras.backend.backend() == "jax":
+            return self._jax_test_step(*args)
+        gather = _replica_gather() if self.loss_config.global_negatives else None
+        outputs = self.network(self.model_inputs(args[0]), training=False)
+        return self._update_metrics(self.compute_terms(args[0], outputs, gather), gather)
+
+    def _tf_train_step(self, data):
         import tensorflow as tf
 
         gather = _replica_gather() if self.loss_config.global_negatives else None
         with tf.GradientTape() as tape:
             outputs = self.network(self.model_inputs(data), training=True)
             terms = self.compute_terms(data, outputs, gather)
-            loss = terms["loss"]
-            scaled = self.optimizer.scale_loss(loss)
+            scaled = self.optimizer.scale_loss(terms["loss"])
         variables = self.network.trainable_variables
-        gradients = tape.gradient(scaled, variables)
-        self.optimizer.apply(gradients, variables)
+        self.optimizer.apply(tape.gradient(scaled, variables), variables)
         return self._update_metrics(terms, gather)
 
-    def test_step(self, data):
-        gather = _replica_gather() if self.loss_config.global_negatives else None
-        outputs = self.network(self.model_inputs(data), training=False)
-        return self._update_metrics(self.compute_terms(data, outputs, gather), gather)
+    def _stateless_metrics(self, metrics_variables, terms):
+        """Updated metric variables and logs, for the JAX steps."""
+        updated, logs, start = [], {}, 0
+        for metric in self.metrics:
+            own = metrics_variables[start:start + len(metric.variables)]
+            start += len(metric.variables)
+            if metric.name in terms:
+                own = metric.stateless_update_state(own, terms[metric.name])
+            updated.extend(own)
+            logs[metric.name] = metric.stateless_result(own)
+        return updated, logs
+
+    def _jax_train_step(self, state, data):
+        import jax
+
+        trainable, non_trainable, optimizer_variables, metrics_variables = state
+
+        def loss_fn(trainable, non_trainable):
+            outputs, non_trainable = self.stateless_call(trainable, non_trainable,
+                                                         self.model_inputs(data), training=True)
+            terms = self.compute_terms(data, outputs)
+            return terms["loss"], (terms, non_trainable)
+
+        (_, (terms, non_trainable)), gradients = jax.value_and_grad(loss_fn, has_aux=True)(
+            trainable, non_trainable)
+        trainable, optimizer_variables = self.optimizer.stateless_apply(
+            optimizer_variables, gradients, trainable)
+        metrics_variables, logs = self._stateless_metrics(metrics_variables, terms)
+        return logs, (trainable, non_trainable, optimizer_variables, metrics_variables)
+
+    def _jax_test_step(self, state, data):
+        trainable, non_trainable, metrics_variables = state
+        outputs, non_trainable = self.stateless_call(trainable, non_trainable, self.model_inputs(data),
+                                                     training=False)
+        metrics_variables, logs = self._stateless_metrics(metrics_variables,
+                                                          self.compute_terms(data, outputs))
+        return logs, (trainable, non_trainable, metrics_variables)

@@ -21,6 +21,7 @@ from mmv_tf.data import synth
 from mmv_tf.data.media import write_mp4
 from mmv_tf.data.speech import require_espeak, speak
 from mmv_tf.data.subtitles import Caption, write_srt
+from mmv_tf.files import atomic_path, write_text_atomically
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,12 +142,12 @@ def make_video(index: int, seed: int, out_dir: Path, settings: DemoSettings,
 
     videos = out_dir / "videos"
     video_path, caption_path = videos / f"{video_id}.mp4", videos / f"{video_id}.srt"
-    partial = videos / f".{video_id}.partial.mp4"
-    write_mp4(partial, (np.clip(frames, 0, 1) * 255).astype(np.uint8), settings.fps,
-              np.clip(audio, -1, 1), settings.sample_rate)
-    os.replace(partial, video_path)
+    with atomic_path(video_path) as partial:
+        write_mp4(partial, (np.clip(frames, 0, 1) * 255).astype(np.uint8), settings.fps,
+                  np.clip(audio, -1, 1), settings.sample_rate)
     if captions:
-        write_srt(caption_path, captions)
+        with atomic_path(caption_path) as partial:
+            write_srt(partial, captions)
     elif caption_path.exists():
         caption_path.unlink()
     return {
@@ -186,7 +187,5 @@ def generate_demo_corpus(out_dir: str | Path, num_videos: int = 1000, seed: int 
         records = list(tqdm(pool.imap(_make_video_job, jobs, chunksize=4), total=num_videos,
                             desc="demo videos", unit="video", disable=not progress))
     manifest = out_dir / "manifest.jsonl"
-    partial = out_dir / ".manifest.jsonl.partial"
-    partial.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    os.replace(partial, manifest)
+    write_text_atomically(manifest, "".join(json.dumps(r) + "\n" for r in records))
     return manifest

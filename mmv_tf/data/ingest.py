@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mmv_tf.data.sources import DecodeSettings, Source, decode_source, list_sources
 from mmv_tf.errors import InputError
+from mmv_tf.files import atomic_path, write_text_atomically
 
 REPORT_NAME = "report.jsonl"
 DATASET_NAME = "dataset.json"
@@ -66,9 +67,7 @@ def _prepare_out(out: Path, settings: dict) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    write_text_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
 def ingest(src: str | Path, out: str | Path, settings: DecodeSettings | None = None,
@@ -95,9 +94,8 @@ def ingest(src: str | Path, out: str | Path, settings: DecodeSettings | None = N
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         results = pool.imap(decode, todo, chunksize=1)
         for plan in pending:
-            partial = out / f".{plan.name}.partial"
             report = []
-            with tf.io.TFRecordWriter(str(partial)) as writer:
+            with atomic_path(out / plan.name) as partial, tf.io.TFRecordWriter(str(partial)) as writer:
                 for _ in plan.sources:
                     decoded = next(results)
                     bar.update()
@@ -109,7 +107,6 @@ def ingest(src: str | Path, out: str | Path, settings: DecodeSettings | None = N
                     writer.write(encode_video(decoded))
                     if decoded.notes:
                         report.append({**entry, "status": "repaired", "notes": decoded.notes})
-            os.replace(partial, out / plan.name)
             with (out / REPORT_NAME).open("a", encoding="utf-8") as log:
                 log.writelines(json.dumps(line) + "\n" for line in report)
     bar.close()

@@ -108,14 +108,14 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
     data, out = Path(data), Path(out)
     model_config = config.model_config()
     sources = [(Path(s.path) if s.path else data, s.weight) for s in config.data.sources]
-    for folder, _ in sources:
-        settings = _shard_settings(folder)
+    shard_settings = {folder: _shard_settings(folder) for folder, _ in sources}
+    for folder, settings in shard_settings.items():
         rate = settings.get("sample_rate", model_config.audio.sample_rate)
         if rate != model_config.audio.sample_rate:
             raise RunError(f"shards in {folder} hold {rate} Hz audio but preset {config.preset!r} "
                            f"expects {model_config.audio.sample_rate} Hz; re-ingest with "
                            f"--sample-rate {model_config.audio.sample_rate}")
-    fps = _shard_settings(sources[0][0]).get("fps", model_config.video.fps)
+    fps = shard_settings[sources[0][0]].get("fps", model_config.video.fps)
     _check_out(out, config, resume)
     if not resume:
         (out / CONFIG_NAME).write_text(yaml.safe_dump(config_lib.to_dict(config), sort_keys=False))

@@ -88,6 +88,10 @@ class MMVTrainer(keras.Model):
                                                  batch["text_mask"][:, 0])[0]
         return terms
 
+    def _gather(self):
+        """The all-gather for global negatives in this step, or None (one replica, or turned off)."""
+        return _replica_gather() if self.loss_config.global_negatives else None
+
     def _update_metrics(self, terms: dict, gather) -> dict:
         for name, value in terms.items():
             if gather is not None and name in ("loss", "nce_va", "mil_nce_vt"):
@@ -106,14 +110,14 @@ class MMVTrainer(keras.Model):
     def test_step(self, *args):
         if keras.backend.backend() == "jax":
             return self._jax_test_step(*args)
-        gather = _replica_gather() if self.loss_config.global_negatives else None
+        gather = self._gather()
         outputs = self.network(self.model_inputs(args[0]), training=False)
         return self._update_metrics(self.compute_terms(args[0], outputs, gather), gather)
 
     def _tf_train_step(self, data):
         import tensorflow as tf
 
-        gather = _replica_gather() if self.loss_config.global_negatives else None
+        gather = self._gather()
         with tf.GradientTape() as tape:
             outputs = self.network(self.model_inputs(data), training=True)
             terms = self.compute_terms(data, outputs, gather)

@@ -81,38 +81,43 @@ def test_clips_without_text_add_nothing_to_the_text_term(small_word_vectors):
     assert float(full["nce_va"]) != pytest.approx(float(without["nce_va"]), rel=1e-3)
 
 
-def test_two_replicas_give_the_single_device_loss_and_gradients(small_word_vectors, two_replicas):
-    """2 logical CPUs with global negatives vs one device on the same global batch.
+@pytest.mark.parametrize("global_negatives", [True, False])
+def test_two_replicas_give_the_single_device_loss_and_gradients(small_word_vectors, two_replicas,
+                                                                global_negatives):
+    """2 logical CPUs vs one device on the same global batch of 8.
 
-    BN runs on its moving statistics here: batch statistics of this untrained tiny network
-    have near-zero variances whose gradients are too ill-conditioned to compare.
+    With global negatives the single-device loss scores each clip against all 8;
+    without, it is the mean of the two halves' losses, each half its own negatives.
+    BN runs on its moving statistics here: batch statistics of this untrained tiny
+    network have near-zero variances whose gradients are too ill-conditioned to compare.
     """
     strategy = two_replicas
+    loss_config = LossConfig(global_negatives=global_negatives)
     with strategy.scope():
-        distributed = MMVTrainer(from_preset("s3dg_tiny", SMALL, small_word_vectors))
-    single = MMVTrainer(from_preset("s3dg_tiny", SMALL, small_word_vectors))
+        distributed = MMVTrainer(from_preset("s3dg_tiny", SMALL, small_word_vectors), loss_config)
+    single = MMVTrainer(from_preset("s3dg_tiny", SMALL, small_word_vectors), loss_config)
     single.network.set_weights(distributed.network.get_weights())
     batch = synthetic_batch(np.random.default_rng(2))
 
-    def loss_and_gradients(trainer, data, gather):
+    def loss_and_gradients(trainer, data):
         with tf.GradientTape() as tape:
             outputs = trainer.network(MMVTrainer.model_inputs(data), training=False)
-            terms = trainer.compute_terms(data, outputs, gather)
-        return terms["loss"], tape.gradient(terms["loss"], trainer.network.trainable_variables)
+            loss = trainer.compute_terms(data, outputs, trainer.gather())["loss"]
+        return loss, tape.gradient(loss, trainer.network.trainable_variables)
 
-    want_loss, want_grads = loss_and_gradients(single, batch, None)
+    def part(data, start, size):
+        return tf.nest.map_structure(lambda x: tf.constant(x[start:start + size]), data)
 
-    def halves(context):
-        start = 4 * context.replica_id_in_sync_group
-        return tf.nest.map_structure(lambda x: tf.constant(x[start:start + 4]), batch)
+    if global_negatives:
+        want_loss, want_grads = loss_and_gradients(single, batch)
+    else:
+        (loss_a, grads_a), (loss_b, grads_b) = (loss_and_gradients(single, part(batch, s, 4))
+                                                for s in (0, 4))
+        want_loss, want_grads = (loss_a + loss_b) / 2, [(a + b) / 2 for a, b in zip(grads_a, grads_b)]
 
-    @tf.function
-    def replica_step(data):
-        context = tf.distribute.get_replica_context()
-        return loss_and_gradients(distributed, data, lambda x: context.all_gather(x, axis=0))
-
-    shares, grads = strategy.run(replica_step, args=(
-        strategy.experimental_distribute_values_from_function(halves),))
+    shares, grads = strategy.run(tf.function(lambda data: loss_and_gradients(distributed, data)), args=(
+        strategy.experimental_distribute_values_from_function(
+            lambda context: part(batch, 4 * context.replica_id_in_sync_group, 4)),))
     total = strategy.reduce("SUM", shares, axis=None)
     assert float(total) == pytest.approx(float(want_loss), rel=1e-4)
     for got, want in zip(grads, want_grads):

@@ -18,7 +18,8 @@ from mmv_tf.losses import l2_normalize, mmv_loss
 from mmv_tf.models.mmv import MMV
 from mmv_tf.training.config import LossConfig
 
-METRIC_NAMES = ("loss", "nce_va", "mil_nce_vt", "acc_va", "acc_vt")
+LOSS_TERMS = ("loss", "nce_va", "mil_nce_vt")
+METRIC_NAMES = (*LOSS_TERMS, "acc_va", "acc_vt")
 
 
 def retrieval_accuracy(queries, keys, mask):
@@ -31,16 +32,14 @@ def retrieval_accuracy(queries, keys, mask):
     return ops.sum(hits * valid) / ops.maximum(ops.sum(valid), 1.0), ops.sum(valid)
 
 
-def _replica_gather():
-    """All-gather over the replicas of the current `tf.distribute` strategy, or None if only one."""
+def _replica_context():
+    """The `tf.distribute` replica context when several replicas run in sync, else None."""
     if keras.backend.backend() != "tensorflow":
         return None
     import tensorflow as tf
 
     context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return None
-    return lambda x: context.all_gather(x, axis=0)
+    return context if context is not None and context.num_replicas_in_sync > 1 else None
 
 
 class MMVTrainer(keras.Model):
@@ -69,7 +68,12 @@ class MMVTrainer(keras.Model):
         return {key: batch[key] for key in ("video", "audio", "text") if key in batch}
 
     def compute_terms(self, batch: dict, outputs: dict, gather=None) -> dict:
-        """Loss terms (this replica's share when `gather` is set) and retrieval accuracies."""
+        """This replica's shares of the loss terms, and its retrieval accuracies.
+
+        The shares of all replicas sum to the loss: with `gather` (global negatives)
+        each scores its clips against the whole batch; without, each replica's local
+        mean counts 1/R. Summed replica gradients are then those of that loss.
+        """
         config = self.loss_config
         terms = mmv_loss(
             outputs, video_audio_space=self.video_audio_space,
@@ -77,6 +81,9 @@ class MMVTrainer(keras.Model):
             weight_vt=config.weight_vt, audio_mask=batch["audio_mask"], text_mask=batch["text_mask"],
             temperature=config.temperature, gather=gather,
         )
+        context = _replica_context()
+        if gather is None and context is not None:
+            terms = {name: value / context.num_replicas_in_sync for name, value in terms.items()}
         video = outputs["video"]
         if self.video_audio_space:
             terms["acc_va"] = retrieval_accuracy(video[self.video_audio_space],
@@ -88,16 +95,18 @@ class MMVTrainer(keras.Model):
                                                  batch["text_mask"][:, 0])[0]
         return terms
 
-    def _gather(self):
+    def gather(self):
         """The all-gather for global negatives in this step, or None (one replica, or turned off)."""
-        return _replica_gather() if self.loss_config.global_negatives else None
+        context = _replica_context()
+        if context is None or not self.loss_config.global_negatives:
+            return None
+        return lambda x: context.all_gather(x, axis=0)
 
-    def _update_metrics(self, terms: dict, gather) -> dict:
+    def _update_metrics(self, terms: dict) -> dict:
+        context = _replica_context()
         for name, value in terms.items():
-            if gather is not None and name in ("loss", "nce_va", "mil_nce_vt"):
-                import tensorflow as tf  # shares of the global loss: log their sum
-
-                value = tf.distribute.get_replica_context().all_reduce("sum", value)
+            if context is not None and name in LOSS_TERMS:  # shares of the loss: log their sum
+                value = context.all_reduce("sum", value)
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
@@ -110,21 +119,19 @@ class MMVTrainer(keras.Model):
     def test_step(self, *args):
         if keras.backend.backend() == "jax":
             return self._jax_test_step(*args)
-        gather = self._gather()
         outputs = self.network(self.model_inputs(args[0]), training=False)
-        return self._update_metrics(self.compute_terms(args[0], outputs, gather), gather)
+        return self._update_metrics(self.compute_terms(args[0], outputs, self.gather()))
 
     def _tf_train_step(self, data):
         import tensorflow as tf
 
-        gather = self._gather()
         with tf.GradientTape() as tape:
             outputs = self.network(self.model_inputs(data), training=True)
-            terms = self.compute_terms(data, outputs, gather)
+            terms = self.compute_terms(data, outputs, self.gather())
             scaled = self.optimizer.scale_loss(terms["loss"])
         variables = self.network.trainable_variables
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
-        return self._update_metrics(terms, gather)
+        return self._update_metrics(terms)
 
     def _stateless_metrics(self, metrics_variables, terms):
         """Updated metric variables and logs, for the JAX steps."""

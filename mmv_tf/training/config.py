@@ -49,7 +49,7 @@ class ScheduleConfig:
     batch_size: int = 32  # global batch, split over replicas
     steps: int = 500000
     validate_every: int = 1000  # steps between validations (Keras "epochs")
-    validation_steps: int = 10
+    validation_steps: int | None = 10  # batches per validation; null: the whole split
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
 

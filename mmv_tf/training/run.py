@@ -141,7 +141,10 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
         # One centred window per video, so a batch's negatives are other videos.
         validation = read_clips(sources[0][0], tokenizer, dataclasses.replace(reader, eval_windows=1),
                                 training=False, batch_size=schedule.batch_size,
-                                split=config.data.validation_split).take(schedule.validation_steps).cache()
+                                split=config.data.validation_split)
+        if schedule.validation_steps is not None:
+            validation = validation.take(schedule.validation_steps)
+        validation = validation.cache()
     callbacks = [
         NaNGuard(),
         StepCheckpoint(manager, schedule.checkpoint_every),

@@ -17,6 +17,10 @@ tf.config.set_logical_device_configuration(
 
 from mmv_tf.text.word_vectors import WordVectors  # noqa: E402
 
+# Overrides that shrink s3dg_tiny further, for tests that build or train many models.
+SMALL_MODEL = {"video": {"width": 0.125, "num_frames": 8, "image_size": 32}, "audio": {"width": 0.125},
+               "text": {"output_dim": 64}, "head": {"va_dim": 32, "vat_dim": 16}}
+
 
 @pytest.fixture(scope="session")
 def two_replicas():

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import SMALL_MODEL
 from mmv_tf.cli.main import app
 from typer.testing import CliRunner
 
@@ -17,10 +18,7 @@ from mmv_tf.training.config import LossConfig, load_train_config
 from mmv_tf.training.run import RunError, build_training, train
 from mmv_tf.training.trainer import MMVTrainer
 
-# A very small S3D-G setting, so that tracing and steps stay quick on two cores.
-SMALL = {"video": {"width": 0.125, "num_frames": 8, "image_size": 32}, "audio": {"width": 0.125},
-         "text": {"output_dim": 64}, "head": {"va_dim": 32, "vat_dim": 16}}
-SMALL_SETS = [f"model.{section}.{key}={value}" for section, fields in SMALL.items()
+SMALL_SETS = [f"model.{section}.{key}={value}" for section, fields in SMALL_MODEL.items()
               for key, value in fields.items()]
 
 
@@ -41,7 +39,7 @@ def synthetic_batch(rng, batch=8, candidates=2, words=200):
 def test_loss_falls_and_retrieval_rises_on_a_tiny_set_then_the_nan_guard_fires(small_word_vectors):
     import keras
 
-    network = from_preset("s3dg_tiny", SMALL, small_word_vectors)
+    network = from_preset("s3dg_tiny", SMALL_MODEL, small_word_vectors)
     trainer = MMVTrainer(network, LossConfig())
     trainer.compile(optimizer=keras.optimizers.Adam(3e-3))
     batch = synthetic_batch(np.random.default_rng(0))
@@ -66,7 +64,7 @@ def test_loss_falls_and_retrieval_rises_on_a_tiny_set_then_the_nan_guard_fires(s
 
 
 def test_clips_without_text_add_nothing_to_the_text_term(small_word_vectors):
-    network = from_preset("s3dg_tiny", SMALL, small_word_vectors)
+    network = from_preset("s3dg_tiny", SMALL_MODEL, small_word_vectors)
     trainer = MMVTrainer(network)
     batch = synthetic_batch(np.random.default_rng(1))
     outputs = network(MMVTrainer.model_inputs(batch), training=False)
@@ -94,8 +92,8 @@ def test_two_replicas_give_the_single_device_loss_and_gradients(small_word_vecto
     strategy = two_replicas
     loss_config = LossConfig(global_negatives=global_negatives)
     with strategy.scope():
-        distributed = MMVTrainer(from_preset("s3dg_tiny", SMALL, small_word_vectors), loss_config)
-    single = MMVTrainer(from_preset("s3dg_tiny", SMALL, small_word_vectors), loss_config)
+        distributed = MMVTrainer(from_preset("s3dg_tiny", SMALL_MODEL, small_word_vectors), loss_config)
+    single = MMVTrainer(from_preset("s3dg_tiny", SMALL_MODEL, small_word_vectors), loss_config)
     single.network.set_weights(distributed.network.get_weights())
     batch = synthetic_batch(np.random.default_rng(2))
 

@@ -1,0 +1,119 @@
+"""Export an MMV network as a TensorFlow SavedModel whose signatures mirror TF-Hub's MMV modules.
+
+Signatures (dynamic batch size B):
+  video: float32 `[B, T, H, W, 3]` frames in [0, 1] (T = the model's frames) -> before_head, va, vat
+  audio: float32 `[B, N]` mono waveform in [-1, 1] at the model's rate (log-mel inside) -> same
+  text:  string `[B]` (tokenised inside) -> before_head and the text's spaces (vat for FAC)
+Outputs are raw embeddings, as TF-Hub's: L2-normalise before taking cosine similarities.
+
+Beside the SavedModel files, `mmv_tf.json` holds what a caller needs to feed it (frames, fps, image
+size, sample rate, spaces and their sizes) and where it came from; `keras_config.json` holds the
+Keras config that `load_network` rebuilds the network from (deflation needs the Keras layers).
+Loading needs TensorFlow and `import tensorflow_text` (the tokeniser's ops).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+from mmv_tf.errors import InputError
+from mmv_tf.files import atomic_path
+
+METADATA_FILE = "mmv_tf.json"
+KERAS_CONFIG_FILE = "keras_config.json"
+NETWORK_VARIABLES = "network_variables"
+FORMAT_VERSION = 1
+
+
+class ExportError(InputError):
+    """A run or model folder that cannot be exported or loaded."""
+
+
+def describe_network(network) -> dict:
+    """What a caller needs to feed `network` and read its outputs (the metadata's model part)."""
+    config = network.model_config
+    head = network.head
+    dims = {"va": head.va_dim, "vat": head.vat_dim, "vt": head.vat_dim}
+    return {
+        "head_design": config.get("head", {}).get("design"),
+        "video": {"num_frames": network.num_frames, "fps": config["video"]["fps"],
+                  "image_size": config["video"]["image_size"], "backbone": config["video"]["backbone"]},
+        "audio": {"sample_rate": network.sample_rate},
+        "text": {"max_words": network.max_words, "word_vectors": config.get("word_vectors_source")},
+        "spaces": {m: {s: dims[s] for s in head.spaces_of(m)} for m in ("video", "audio", "text")},
+        "before_head": {"video": network.video_encoder.output_dim,
+                        "audio": network.audio_encoder.output_dim,
+                        "text": network.text_encoder.output_dim},
+    }
+
+
+def export_network(network, out: str | Path, *, name: str | None = None, training: dict | None = None,
+                   overwrite: bool = False) -> Path:
+    """Write `network` (an `MMV`, TensorFlow backend) as a SavedModel folder `out`; returns it.
+
+    `training` (e.g. {"steps": 600, "run": "runs/demo", "config": {...}}) goes into the metadata.
+    The folder appears whole or not at all.
+    """
+    import keras
+    import tensorflow as tf
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out} already exists (pass overwrite to replace it)")
+    tokenizer = network.make_tokenizer()
+    tokenizer(tf.constant([""]))  # build, so that its lookup tables can be tracked
+    archive = keras.export.ExportArchive()
+    archive.track(network)
+    archive.track(tokenizer)
+
+    def outputs_of(modality, inputs):
+        return dict(network(inputs, training=False)[modality])
+
+    frames = tf.TensorSpec([None, network.num_frames, None, None, 3], tf.float32, name="video")
+    archive.add_endpoint("video", lambda video: outputs_of("video", {"video": video}), [frames])
+    archive.add_endpoint("audio", lambda audio: outputs_of("audio", {"audio": audio}),
+                         [tf.TensorSpec([None, None], tf.float32, name="audio")])
+    archive.add_endpoint("text", lambda text: outputs_of("text", {"text": tokenizer(text)}),
+                         [tf.TensorSpec([None], tf.string, name="text")])
+    archive.add_variable_collection(NETWORK_VARIABLES, network.variables)
+    metadata = {
+        "format": "mmv_tf.savedmodel", "format_version": FORMAT_VERSION,
+        "name": name or out.name,
+        "preset": (training or {}).get("preset"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "signatures": {"video": "float32 [B,T,H,W,3] in [0,1]", "audio": "float32 [B,N] in [-1,1]",
+                       "text": "string [B]"},
+        **describe_network(network),
+        "training": training or {},
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as partial:
+        archive.write_out(str(partial), verbose=False)
+        (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
+        (partial / KERAS_CONFIG_FILE).write_text(
+            json.dumps(keras.saving.serialize_keras_object(network)) + "\n", encoding="utf-8")
+    return out
+
+
+def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Export the latest checkpoint of training run `run_dir` (see `mmv_tf.training.run`)."""
+    import tensorflow as tf
+
+    from mmv_tf import config as config_lib
+    from mmv_tf.training.config import load_train_config
+    from mmv_tf.training.run import build_training
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ExportError(f"{run_dir} is not a training run: it has no config.yaml")
+    config = load_train_config(run_dir / "config.yaml")
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    if latest is None:
+        raise ExportError(f"{run_dir / 'checkpoints'} holds no checkpoint to export")
+    network, _, optimizer, checkpoint, _ = build_training(config, run_dir)
+    checkpoint.restore(latest).assert_existing_objects_matched()
+    training = {"run": str(run_dir), "preset": config.preset, "checkpoint": Path(latest).name,
+                "steps": int(optimizer.iterations.numpy()), "config": config_lib.to_dict(config)}
+    return export_network(network, out, name=Path(out).name, training=training, overwrite=overwrite)

@@ -1,0 +1,112 @@
+"""Load an exported mmv-tf SavedModel (see `mmv_tf.export`) and embed media and text with it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mmv_tf.errors import InputError
+from mmv_tf.export import KERAS_CONFIG_FILE, METADATA_FILE, NETWORK_VARIABLES, ExportError
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The `mmv_tf.json` of model folder `path`, with a clear error when it is not one."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ExportError(f"model folder {path} does not exist")
+    if not (path / METADATA_FILE).is_file() or not (path / "saved_model.pb").is_file():
+        raise ExportError(f"{path} is not an mmv-tf SavedModel (it lacks {METADATA_FILE} or saved_model.pb)")
+    return json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))
+
+
+class ExportedModel:
+    """An exported model with checked, batched calls; outputs are numpy `{name: [B, D]}`."""
+
+    def __init__(self, path: str | Path, batch_size: int = 16):
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401  (registers the tokeniser's ops)
+
+        self.path = Path(path)
+        self.metadata = read_metadata(self.path)
+        self.batch_size = batch_size
+        self._module = tf.saved_model.load(str(self.path))
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.metadata["video"]["num_frames"])
+
+    @property
+    def fps(self) -> float:
+        return float(self.metadata["video"]["fps"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.metadata["video"]["image_size"])
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.metadata["audio"]["sample_rate"])
+
+    @property
+    def window_seconds(self) -> float:
+        return self.num_frames / self.fps
+
+    def spaces(self, modality: str) -> dict[str, int]:
+        """{space: dimension} that `modality` is embedded in."""
+        return dict(self.metadata["spaces"][modality])
+
+    def _batched(self, signature: str, inputs) -> dict[str, np.ndarray]:
+        function = getattr(self._module, signature)
+        parts = [function(inputs[start:start + self.batch_size])
+                 for start in range(0, len(inputs), self.batch_size)]
+        return {name: np.concatenate([np.asarray(p[name]) for p in parts]) for name in parts[0]}
+
+    def embed_video(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        """Frames float `[B, T, H, W, 3]` in [0, 1] (T = `num_frames`)."""
+        frames = np.asarray(frames, dtype=np.float32)
+        if frames.ndim != 5 or frames.shape[1] != self.num_frames or frames.shape[-1] != 3 or not len(frames):
+            raise InputError(f"video frames must have shape [B, {self.num_frames}, H, W, 3] with B >= 1; "
+                             f"got {list(frames.shape)}")
+        if min(frames.shape[2:4]) < 32:
+            raise InputError(f"video frames of {frames.shape[2]}x{frames.shape[3]} are too small "
+                             f"(the model was trained on {self.image_size}x{self.image_size})")
+        return self._batched("video", frames)
+
+    def embed_audio(self, waveform: np.ndarray) -> dict[str, np.ndarray]:
+        """Mono waveform float `[B, N]` in [-1, 1] at `sample_rate`."""
+        waveform = np.asarray(waveform, dtype=np.float32)
+        if waveform.ndim != 2 or not len(waveform) or waveform.shape[1] < self.sample_rate // 10:
+            raise InputError(f"audio must have shape [B, N] with B >= 1 and N >= {self.sample_rate // 10} "
+                             f"samples at {self.sample_rate} Hz; got {list(waveform.shape)}")
+        return self._batched("audio", waveform)
+
+    def embed_text(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """One embedding per string; empty strings are refused."""
+        texts = list(texts)
+        if not texts or any(not t.strip() for t in texts):
+            raise InputError("text queries must be non-empty strings")
+        return self._batched("text", np.asarray(texts, dtype=object))
+
+
+def load_network(path: str | Path):
+    """The Keras `MMV` network of an exported model, weights included (TensorFlow backend)."""
+    import keras
+    import tensorflow as tf
+
+    import mmv_tf.models.presets  # noqa: F401  (registers the layers for deserialisation)
+
+    path = Path(path)
+    read_metadata(path)
+    config = json.loads((path / KERAS_CONFIG_FILE).read_text(encoding="utf-8"))
+    network = keras.saving.deserialize_keras_object(config)
+    saved = getattr(tf.saved_model.load(str(path)), NETWORK_VARIABLES)
+    if len(saved) != len(network.variables):
+        raise ExportError(f"{path}: {len(saved)} saved variables for a network of {len(network.variables)}")
+    for variable, value in zip(network.variables, saved):
+        if tuple(variable.shape) != tuple(value.shape):
+            raise ExportError(f"{path}: saved {value.name} has shape {value.shape}, "
+                              f"the network's {variable.path} {variable.shape}")
+        variable.assign(value)
+    return network

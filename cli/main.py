@@ -167,6 +167,104 @@ def train(
     typer.echo(f"trained to step {result['step']} in {out}: {shown}")
 
 
+DEFAULT_MODEL = Path("savedmodels/mmv_s3dg_tiny_demo")
+
+
+@app.command("export")
+@reports_input_errors
+def export_command(
+    run_dir: Path = typer.Argument(..., help="Training run folder (from `mmv-tf train`)."),
+    out: Path = typer.Option(..., "--out", help="SavedModel folder to write, e.g. savedmodels/NAME."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
+) -> None:
+    """Export a run's latest checkpoint as a SavedModel with video, audio and text signatures."""
+    from mmv_tf.export import export_run
+
+    path = export_run(run_dir, out, overwrite=overwrite)
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+    typer.echo(f"exported {run_dir} to {path} ({size:.1f} MiB)")
+
+
+@app.command()
+@reports_input_errors
+def embed(
+    src: Path = typer.Argument(..., help="Media folder, manifest.jsonl, or shard folder."),
+    model: Path = typer.Option(DEFAULT_MODEL, "--model", help="Exported model folder."),
+    out: Path = typer.Option(..., "--out", help="Embeddings folder to write (Parquet tables)."),
+    split: str = typer.Option(None, "--split", help="Only this split (train, val or test)."),
+    stride: float = typer.Option(None, "--stride", min=0.1,
+                                 help="Seconds between window starts [default: half a window]."),
+) -> None:
+    """Embed every video (per window, with times, and averaged), its audio and its captions.
+
+    Resumable: run it again after an interruption to finish."""
+    from mmv_tf.embed import EmbedSettings, embed_corpus
+    from mmv_tf.saved_model import ExportedModel
+
+    info = embed_corpus(src, ExportedModel(model), out, EmbedSettings(window_stride=stride, split=split))
+    counts = info["counts"]
+    typer.echo(f"{counts['videos']} videos, {counts['windows']} windows, {counts['captions']} captions "
+               f"embedded into {out}; {len(info['skipped'])} skipped")
+
+
+@app.command("index")
+@reports_input_errors
+def index_command(
+    embeddings: Path = typer.Argument(..., help="Embeddings folder from `mmv-tf embed`."),
+    out: Path = typer.Option(..., "--out", help="Index folder to write."),
+    kind: str = typer.Option("auto", "--kind",
+                             help="exact, approximate (faiss HNSW) or auto (approximate from "
+                                  "200k rows, see benchmarks/search.py)."),
+) -> None:
+    """Build search indexes over the embedded windows and captions, one per space and modality."""
+    from mmv_tf.index import build_index
+
+    info = build_index(embeddings, out, kind)
+    shown = ", ".join(f"{name} ({g['rows']} rows, {g['kind']})" for name, g in info["galleries"].items())
+    typer.echo(f"indexed into {out}: {shown}")
+
+
+@app.command("search")
+@reports_input_errors
+def search_command(
+    index: Path = typer.Option(..., "--index", help="Index folder from `mmv-tf index`."),
+    model: Path = typer.Option(DEFAULT_MODEL, "--model", help="Exported model folder."),
+    text: str = typer.Option(None, "--text", help="Query text."),
+    audio: Path = typer.Option(None, "--audio", help="Query audio file (any format FFmpeg reads)."),
+    video: Path = typer.Option(None, "--video", help="Query video file."),
+    target: str = typer.Option("video", "--target", help="What to find: video, audio or text."),
+    k: int = typer.Option(10, "--k", min=1, help="Number of results."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Rank the index's clips against a text, audio or video query, in the pair's shared space."""
+    from mmv_tf.index import SearchIndex
+    from mmv_tf.saved_model import ExportedModel
+    from mmv_tf.search import embed_query, search
+
+    search_index = SearchIndex(index)
+    exported = ExportedModel(model)
+    search_index.check_model(exported.metadata)
+    modality, query = embed_query(exported, text=text, audio=audio, video=video)
+    space, hits = search(exported, search_index, modality, query, target, k)
+    if as_json:
+        typer.echo(json.dumps({"query": {"modality": modality, "target": target, "space": space},
+                               "results": [{"rank": h.rank, "score": round(h.score, 4), **h.item}
+                                           for h in hits]}, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{modality} -> {target} in {space}")
+    for column in ("rank", "score", "video", "time", "caption"):
+        table.add_column(column)
+    for hit in hits:
+        item = hit.item
+        table.add_row(str(hit.rank), f"{hit.score:.3f}", item["video_id"],
+                      f"{item['start']:.1f}-{item['end']:.1f}s",
+                      item.get("caption") or item.get("text") or "")
+    Console().print(table)
+
+
 def main() -> None:
     app()
 

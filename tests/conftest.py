@@ -65,3 +65,15 @@ def demo_shards(demo, tmp_path_factory):
 
     ingest(demo, out, DecodeSettings(short_side=72), videos_per_shard=4, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def small_savedmodel(tmp_path_factory, small_word_vectors):
+    """(network, folder): a SMALL_MODEL network with random weights and its SavedModel export."""
+    from mmv_tf.export import export_network
+    from mmv_tf.models.presets import from_preset
+
+    network = from_preset("s3dg_tiny", SMALL_MODEL, small_word_vectors)
+    path = export_network(network, tmp_path_factory.mktemp("models") / "small",
+                          training={"steps": 7, "preset": "s3dg_tiny"})
+    return network, path

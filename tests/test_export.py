@@ -6,11 +6,9 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import SMALL_MODEL
 
 from mmv_tf.errors import InputError
 from mmv_tf.export import ExportError, export_network
-from mmv_tf.models.presets import from_preset
 from mmv_tf.saved_model import ExportedModel, load_network, read_metadata
 
 # Loads with TensorFlow and tensorflow_text alone: no mmv_tf, no Keras model code.
@@ -27,22 +25,14 @@ np.savez(sys.argv[3], **{k: np.asarray(v) for k, v in out.items()})
 """
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, small_word_vectors):
-    network = from_preset("s3dg_tiny", SMALL_MODEL, small_word_vectors)
-    path = export_network(network, tmp_path_factory.mktemp("models") / "small",
-                          training={"steps": 7, "preset": "s3dg_tiny"})
-    return network, path
-
-
 def keras_outputs(network, video, audio, texts):
     tokens = network.make_tokenizer()(np.asarray(texts))
     outputs = network({"video": video, "audio": audio, "text": tokens}, training=False)
     return {f"{m}_{name}": np.asarray(v) for m, o in outputs.items() for name, v in o.items()}
 
 
-def test_savedmodel_reloads_in_a_fresh_process_and_matches_keras(exported, tmp_path):
-    network, path = exported
+def test_savedmodel_reloads_in_a_fresh_process_and_matches_keras(small_savedmodel, tmp_path):
+    network, path = small_savedmodel
     rng = np.random.default_rng(0)
     # Batch 3 and a 40x48 frame size: the signatures take any batch and frame size.
     video = rng.uniform(size=(3, 8, 40, 48, 3)).astype("float32")
@@ -59,8 +49,8 @@ def test_savedmodel_reloads_in_a_fresh_process_and_matches_keras(exported, tmp_p
         np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
-def test_metadata_describes_inputs_spaces_and_training(exported):
-    _, path = exported
+def test_metadata_describes_inputs_spaces_and_training(small_savedmodel):
+    _, path = small_savedmodel
     meta = read_metadata(path)
     assert meta["video"] == {"num_frames": 8, "fps": 10.0, "image_size": 32, "backbone": "s3dg"}
     assert meta["audio"] == {"sample_rate": 16000}
@@ -70,8 +60,8 @@ def test_metadata_describes_inputs_spaces_and_training(exported):
     assert meta["training"] == {"steps": 7, "preset": "s3dg_tiny"} and meta["preset"] == "s3dg_tiny"
 
 
-def test_loaded_keras_network_equals_the_exported_one(exported):
-    network, path = exported
+def test_loaded_keras_network_equals_the_exported_one(small_savedmodel):
+    network, path = small_savedmodel
     loaded = load_network(path)
     rng = np.random.default_rng(1)
     video = rng.uniform(size=(2, 8, 32, 32, 3)).astype("float32")
@@ -82,8 +72,8 @@ def test_loaded_keras_network_equals_the_exported_one(exported):
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-def test_exported_model_checks_its_inputs(exported, tmp_path):
-    _, path = exported
+def test_exported_model_checks_its_inputs(small_savedmodel, tmp_path):
+    _, path = small_savedmodel
     model = ExportedModel(path)
     with pytest.raises(InputError, match=r"\[B, 8, H, W, 3\]"):
         model.embed_video(np.zeros((1, 16, 32, 32, 3)))

@@ -120,14 +120,14 @@ def _decode_frames(path: Path, fps: float, short_side: int, quality: int, notes:
     return jpegs, size[0], size[1]
 
 
-def _decode_audio(path: Path, sample_rate: int, num_samples: int, notes: list[str]):
-    """Mono float32 `[num_samples]` and whether the file had audio."""
+def _decode_audio(path: Path, sample_rate: int, num_samples: int | None, notes: list[str]):
+    """Mono float32 `[num_samples]` (all of it if None) and whether the file had audio."""
     chunks, start = [], None
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 notes.append(f"{path.name}: no audio stream (zeros, audio mask off)")
-                return np.zeros(num_samples, np.float32), False
+                return np.zeros(num_samples or 0, np.float32), False
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
             try:
@@ -140,15 +140,28 @@ def _decode_audio(path: Path, sample_rate: int, num_samples: int, notes: list[st
             chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
     except av.FFmpegError as error:
         notes.append(f"{path.name}: audio unreadable ({error}); zeros, audio mask off")
-        return np.zeros(num_samples, np.float32), False
+        return np.zeros(num_samples or 0, np.float32), False
     if not chunks:
         notes.append(f"{path.name}: audio stream without samples (zeros, audio mask off)")
-        return np.zeros(num_samples, np.float32), False
+        return np.zeros(num_samples or 0, np.float32), False
     waveform = np.concatenate(chunks)
     offset = int(round(start * sample_rate))  # < 0 for encoder priming, > 0 if audio starts late
     waveform = waveform[-offset:] if offset < 0 else np.concatenate([np.zeros(offset, np.float32), waveform])
-    waveform = np.pad(waveform[:num_samples], (0, max(0, num_samples - len(waveform))))
+    if num_samples is not None:
+        waveform = np.pad(waveform[:num_samples], (0, max(0, num_samples - len(waveform))))
     return waveform.astype(np.float32), True
+
+
+def decode_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+    """The mono waveform of an audio (or video) file at `sample_rate`, float32 `[N]` in [-1, 1]."""
+    path = Path(path)
+    if not path.is_file() or os.path.getsize(path) == 0:
+        raise MediaError(f"{path}: missing or empty file")
+    notes: list[str] = []
+    waveform, has_audio = _decode_audio(path, sample_rate, None, notes)
+    if not has_audio or not len(waveform):
+        raise MediaError(f"{path}: no decodable audio ({'; '.join(notes) or 'empty stream'})")
+    return waveform
 
 
 def decode_video(path: str | Path, fps: float = 10.0, short_side: int = 128,

@@ -1,0 +1,292 @@
+"""Embed a corpus with an exported model: each window (with its times), each video, each caption.
+
+Output folder (Parquet tables; embedding columns are fixed-size float32 lists named
+`<modality>_<space>`, raw as the model returns them):
+  windows.parquet   video_id, window, start, end, caption (the caption overlapping it most, or null),
+                    video_va, video_vat, audio_va, audio_vat (audio columns null without audio)
+  videos.parquet    video_id, split, source, duration, has_audio, windows, labels_json, and the
+                    mean of its windows' embeddings
+  captions.parquet  video_id, start, end, text, text_vat
+  embeddings.json   the model's metadata, the source, the settings and counts; written last, so
+                    its presence marks a complete folder.
+Videos are embedded in parts of `videos_per_part`, each written whole under `.parts/`; a rerun
+after an interruption skips the parts that exist and then merges them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from mmv_tf.data.subtitles import Caption
+from mmv_tf.errors import InputError
+from mmv_tf.files import atomic_path, remove_path, write_text_atomically
+
+TABLES = ("videos", "windows", "captions")
+INFO_FILE = "embeddings.json"
+
+
+class EmbedError(InputError):
+    """A source or output folder that cannot be embedded into."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedSettings:
+    window_stride: float | None = None  # seconds between window starts; None: half a window
+    split: str | None = None  # only this split of the source
+    videos_per_part: int = 16
+
+
+@dataclasses.dataclass
+class Media:
+    """One decoded video: JPEG frames at `fps`, mono waveform at `sample_rate`, captions."""
+
+    video_id: str
+    source: str
+    split: str
+    jpeg_frames: list[bytes]
+    fps: float
+    waveform: np.ndarray
+    sample_rate: int
+    has_audio: bool
+    captions: list[Caption]
+    labels_json: str = "null"
+
+    @property
+    def duration(self) -> float:
+        return len(self.jpeg_frames) / self.fps
+
+
+def read_media(src: str | Path, fps: float, sample_rate: int, short_side: int,
+               split: str | None = None) -> Iterator[Media | str]:
+    """Videos of `src`: a shard folder (from `mmv-tf data ingest`) or a media folder / manifest.
+
+    Yields `Media`, or a message (str) naming a file that could not be decoded.
+    """
+    from mmv_tf.data.shards import shard_files
+
+    src = Path(src)
+    if src.is_dir() and shard_files(src):
+        yield from _media_from_shards(src, split)
+        return
+    from mmv_tf.data.sources import DecodeSettings, decode_source, list_sources
+
+    settings = DecodeSettings(fps=fps, short_side=short_side, sample_rate=sample_rate)
+    for source in list_sources(src, split):
+        decoded = decode_source(source, settings)
+        if decoded.video is None:
+            yield decoded.error
+            continue
+        video = decoded.video
+        yield Media(source.video_id, str(source.path), source.split, video.jpeg_frames, video.fps,
+                    video.waveform, video.sample_rate, video.has_audio, decoded.captions,
+                    source.labels_json)
+
+
+def _media_from_shards(folder: Path, split: str | None) -> Iterator[Media]:
+    import tensorflow as tf
+
+    from mmv_tf.data.shards import parse_video, shard_files
+
+    files = shard_files(folder, split)
+    if not files:
+        raise EmbedError(f"{folder} has no shards of split {split!r}")
+    for example in tf.data.TFRecordDataset(files).map(parse_video).as_numpy_iterator():
+        captions = [Caption(float(s), float(e), t.decode()) for s, e, t in
+                    zip(example["caption/start"], example["caption/end"], example["caption/string"])]
+        yield Media(example["video/id"].decode(), example["video/source"].decode(),
+                    example["video/split"].decode(), list(example["frames"]), float(example["video/fps"]),
+                    example["waveform"], int(example["WAVEFORM/sample_rate"]),
+                    bool(example["WAVEFORM/present"]), captions, example["labels/json"].decode())
+
+
+def clip_frames(jpeg_frames: list[bytes], size: int) -> np.ndarray:
+    """JPEG frames -> float32 `[F, size, size, 3]` in [0, 1]: shorter side to `size`, centre crop."""
+    from PIL import Image
+
+    out = np.empty((len(jpeg_frames), size, size, 3), np.float32)
+    for index, jpeg in enumerate(jpeg_frames):
+        image = Image.open(io.BytesIO(jpeg)).convert("RGB")
+        scale = size / min(image.size)
+        width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+        image = image.resize((width, height), Image.BILINEAR)
+        left, top = (width - size) // 2, (height - size) // 2
+        out[index] = np.asarray(image.crop((left, top, left + size, top + size)), np.float32) / 255.0
+    return out
+
+
+def window_starts(num_frames: int, window: int, stride: int) -> list[int]:
+    """First frames of the windows of `window` frames every `stride`; one window for short videos."""
+    return list(range(0, max(num_frames - window, 0) + 1, max(stride, 1)))
+
+
+def take_window(array: np.ndarray, start: int, length: int) -> np.ndarray:
+    """`array[start:start + length]`, padded at the end by repeating its last entry (frames) or zeros."""
+    part = array[start:start + length]
+    if len(part) == length:
+        return part
+    if part.ndim > 1:
+        return np.concatenate([part, np.repeat(part[-1:], length - len(part), axis=0)])
+    return np.pad(part, (0, length - len(part)))
+
+
+def overlapping_caption(captions: list[Caption], start: float, end: float) -> str | None:
+    best, best_overlap = None, 0.0
+    for caption in captions:
+        overlap = min(end, caption.end) - max(start, caption.start)
+        if overlap > best_overlap:
+            best, best_overlap = caption.text, overlap
+    return best
+
+
+def resampled(media: Media, fps: float, sample_rate: int) -> Media:
+    """`media` at the model's frame rate (nearest frames) and sample rate (polyphase filter)."""
+    if abs(media.fps - fps) > 1e-6:
+        count = max(1, int(round(media.duration * fps)))
+        picks = (np.arange(count) / fps * media.fps).round().astype(int)
+        picks = np.minimum(picks, len(media.jpeg_frames) - 1)
+        media = dataclasses.replace(media, jpeg_frames=[media.jpeg_frames[i] for i in picks], fps=fps)
+    if media.sample_rate != sample_rate:
+        from scipy.signal import resample_poly
+
+        waveform = resample_poly(media.waveform, sample_rate, media.sample_rate).astype(np.float32)
+        media = dataclasses.replace(media, waveform=waveform, sample_rate=sample_rate)
+    return media
+
+
+def embed_media(model, media: Media, stride_frames: int) -> dict[str, list[dict]]:
+    """Rows of the three tables for one video (see the module docstring)."""
+    media = resampled(media, model.fps, model.sample_rate)
+    frames = clip_frames(media.jpeg_frames, model.image_size)
+    length = model.num_frames
+    samples = int(round(length / model.fps * model.sample_rate))
+    starts = window_starts(len(frames), length, stride_frames)
+    embeddings = {f"video_{s}": v for s, v in model.embed_video(
+        np.stack([take_window(frames, s, length) for s in starts])).items() if s != "before_head"}
+    if media.has_audio:
+        audio = np.stack([take_window(media.waveform, int(round(s / model.fps * model.sample_rate)), samples)
+                          for s in starts])
+        embeddings.update({f"audio_{s}": v for s, v in model.embed_audio(audio).items()
+                           if s != "before_head"})
+    windows = []
+    for index, first in enumerate(starts):
+        start, end = first / model.fps, (first + length) / model.fps
+        windows.append({"video_id": media.video_id, "window": index, "start": round(start, 3),
+                        "end": round(end, 3), "caption": overlapping_caption(media.captions, start, end),
+                        **{name: values[index] for name, values in embeddings.items()}})
+    video = {"video_id": media.video_id, "split": media.split, "source": media.source,
+             "duration": round(media.duration, 3), "has_audio": media.has_audio, "windows": len(starts),
+             "labels_json": media.labels_json,
+             **{name: values.mean(axis=0) for name, values in embeddings.items()}}
+    captions = []
+    if media.captions:
+        texts = model.embed_text([c.text for c in media.captions])
+        for index, caption in enumerate(media.captions):
+            captions.append({"video_id": media.video_id, "start": caption.start, "end": caption.end,
+                             "text": caption.text,
+                             **{f"text_{s}": v[index] for s, v in texts.items() if s != "before_head"}})
+    return {"videos": [video], "windows": windows, "captions": captions}
+
+
+def _table(rows: list[dict], dims: dict[str, int]):
+    """A Parquet-ready Arrow table; embedding columns as fixed-size float32 lists (null if absent)."""
+    import pyarrow as pa
+
+    columns = {}
+    names = list(dict.fromkeys(key for row in rows for key in row))
+    for name in names:
+        values = [row.get(name) for row in rows]
+        if name in dims:
+            columns[name] = pa.array([None if v is None else np.asarray(v, np.float32) for v in values],
+                                     type=pa.list_(pa.float32(), dims[name]))
+        else:
+            columns[name] = pa.array(values)
+    return pa.table(columns)
+
+
+def embedding_dims(metadata: dict) -> dict[str, int]:
+    """{column name: dimension} of a model's embedding columns, e.g. {"video_va": 512, ...}."""
+    return {f"{modality}_{space}": dim for modality, spaces in metadata["spaces"].items()
+            for space, dim in spaces.items()}
+
+
+def embed_corpus(src: str | Path, model, out: str | Path, settings: EmbedSettings | None = None,
+                 progress: bool = True) -> dict:
+    """Embed every video of `src` with `model` (an `ExportedModel`) into `out`; returns the summary."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tqdm import tqdm
+
+    settings = settings or EmbedSettings()
+    out = Path(out)
+    if (out / INFO_FILE).is_file():
+        raise EmbedError(f"{out} already holds finished embeddings; choose another folder or delete it")
+    parts = out / ".parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    plan = {"source": str(Path(src).resolve()), "model": str(model.path.resolve()),
+            "model_created": model.metadata.get("created"), "settings": dataclasses.asdict(settings)}
+    plan_file = parts / "plan.json"
+    if plan_file.is_file() and json.loads(plan_file.read_text(encoding="utf-8")) != plan:
+        raise EmbedError(f"{out} holds an unfinished run with another source, model or settings; "
+                         "delete it or choose another folder")
+    write_text_atomically(plan_file, json.dumps(plan, indent=1))
+
+    dims = embedding_dims(model.metadata)
+    stride = int(round((settings.window_stride or model.window_seconds / 2) * model.fps))
+    skipped: list[str] = []
+    rows: dict[str, list[dict]] = {name: [] for name in TABLES}
+    part_index, in_part, videos = 0, 0, 0
+
+    def flush():
+        nonlocal part_index, in_part, rows
+        if in_part:
+            with atomic_path(parts / f"{part_index:05d}") as partial:
+                partial.mkdir()
+                for name in TABLES:
+                    pq.write_table(_table(rows[name], dims), partial / f"{name}.parquet")
+        part_index, in_part = part_index + 1, 0
+        rows = {name: [] for name in TABLES}
+
+    media_iter = read_media(src, model.fps, model.sample_rate, model.image_size, settings.split)
+    with tqdm(desc="embed", unit="video", disable=not progress) as bar:
+        for item in media_iter:
+            bar.update()
+            if isinstance(item, str):
+                skipped.append(item)
+                bar.write(f"skipped: {item}")
+                continue
+            videos += 1
+            if (parts / f"{part_index:05d}").is_dir():  # done by an earlier run
+                in_part += 1
+                if in_part == settings.videos_per_part:
+                    part_index, in_part = part_index + 1, 0
+                continue
+            for name, new in embed_media(model, item, stride).items():
+                rows[name].extend(new)
+            in_part += 1
+            if in_part == settings.videos_per_part:
+                flush()
+        flush()
+    if not videos:
+        raise EmbedError(f"{src}: no video could be embedded ({len(skipped)} skipped)")
+
+    counts = {}
+    for name in TABLES:
+        tables = [pq.read_table(p / f"{name}.parquet") for p in sorted(parts.glob("[0-9]*"))]
+        tables = [t for t in tables if t.num_rows]
+        table = pa.concat_tables(tables, promote_options="default") if tables else _table([], dims)
+        with atomic_path(out / f"{name}.parquet") as partial:
+            pq.write_table(table, partial)
+        counts[name] = table.num_rows
+    info = {"model": model.metadata, "model_path": str(model.path), "source": str(src),
+            "settings": dataclasses.asdict(settings), "window_seconds": model.window_seconds,
+            "stride_seconds": stride / model.fps, "counts": counts, "skipped": skipped,
+            "dims": dims}
+    write_text_atomically(out / INFO_FILE, json.dumps(info, indent=1) + "\n")
+    remove_path(parts)
+    return info

@@ -1,0 +1,167 @@
+"""Search indexes over embedded windows and captions, one gallery per (space, modality).
+
+Index folder (written whole or not at all):
+  index.json          the model's spaces and dims, the galleries, the kind of each search structure
+  items.parquet       the windows (video_id, window, start, end, caption, source) row by row
+  captions.parquet    the captions (video_id, start, end, text)
+  <space>.<modality>.npy    L2-normalised float32 `[N, D]` gallery vectors (exact search)
+  <space>.<modality>.faiss  an HNSW graph over them (approximate search), when chosen
+Galleries: `va.video`, `vat.video`, `va.audio`, `vat.audio` over windows, `vat.text` over captions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mmv_tf.embed import INFO_FILE
+from mmv_tf.errors import InputError
+from mmv_tf.files import atomic_path
+
+INDEX_FILE = "index.json"
+# Below this many rows exact search is as fast as HNSW and exact (benchmarks/search.py).
+APPROXIMATE_FROM_ROWS = 200_000
+HNSW_NEIGHBOURS = 32
+HNSW_SEARCH_DEPTH = 128
+
+
+class SearchIndexError(InputError):
+    """A missing, unfinished or mismatched index."""
+
+
+def l2_normalized(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+
+
+def build_hnsw(vectors: np.ndarray):
+    """A faiss HNSW graph for inner-product search over unit `vectors` `[N, D]`."""
+    import faiss
+
+    index = faiss.IndexHNSWFlat(vectors.shape[1], HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = 80
+    index.hnsw.efSearch = HNSW_SEARCH_DEPTH
+    index.add(vectors)
+    return index
+
+
+def build_index(embeddings: str | Path, out: str | Path, kind: str = "auto") -> dict:
+    """Index the embeddings folder `embeddings` (from `mmv-tf embed`) into `out`; returns index.json."""
+    import faiss
+    import pyarrow.parquet as pq
+
+    if kind not in ("auto", "exact", "approximate"):
+        raise SearchIndexError(f"kind must be auto, exact or approximate; got {kind!r}")
+    embeddings, out = Path(embeddings), Path(out)
+    if not (embeddings / INFO_FILE).is_file():
+        raise SearchIndexError(f"{embeddings} holds no finished embeddings "
+                               f"(no {INFO_FILE}; run mmv-tf embed)")
+    info = json.loads((embeddings / INFO_FILE).read_text(encoding="utf-8"))
+    windows = pq.read_table(embeddings / "windows.parquet")
+    captions = pq.read_table(embeddings / "captions.parquet")
+    videos = pq.read_table(embeddings / "videos.parquet", columns=["video_id", "source"]).to_pylist()
+    sources = {v["video_id"]: v["source"] for v in videos}
+    galleries = {}
+    with atomic_path(out) as partial:
+        partial.mkdir(parents=True)
+        for table, items in ((windows, "windows"), (captions, "captions")):
+            for column in table.column_names:
+                if column not in info["dims"]:
+                    continue
+                modality, space = column.split("_", 1)
+                values = table.column(column).to_pylist()
+                present = [i for i, v in enumerate(values) if v is not None]
+                vectors = np.zeros((len(values), info["dims"][column]), np.float32)
+                if present:
+                    vectors[present] = l2_normalized(np.asarray([values[i] for i in present]))
+                name = f"{space}.{modality}"
+                chosen = kind if kind != "auto" else (
+                    "approximate" if len(values) >= APPROXIMATE_FROM_ROWS else "exact")
+                np.save(partial / f"{name}.npy", vectors)
+                if chosen == "approximate":
+                    faiss.write_index(build_hnsw(vectors), str(partial / f"{name}.faiss"))
+                galleries[name] = {"items": items, "rows": len(values), "dim": vectors.shape[1],
+                                   "kind": chosen, "valid": [bool(v is not None) for v in values]
+                                   if len(present) < len(values) else None}
+        keep = [c for c in windows.column_names if c not in info["dims"]]
+        items = windows.select(keep).to_pylist()
+        for item in items:
+            item["source"] = sources.get(item["video_id"])
+        import pyarrow as pa
+
+        pq.write_table(pa.Table.from_pylist(items), partial / "items.parquet")
+        pq.write_table(captions.select([c for c in captions.column_names if c not in info["dims"]]),
+                       partial / "captions.parquet")
+        index_info = {"model": {k: info["model"][k] for k in ("name", "created", "spaces")},
+                      "embeddings": str(embeddings), "galleries": galleries,
+                      "window_seconds": info["window_seconds"]}
+        (partial / INDEX_FILE).write_text(json.dumps(index_info) + "\n", encoding="utf-8")
+    return index_info
+
+
+@dataclasses.dataclass
+class Hit:
+    rank: int
+    score: float
+    item: dict
+
+
+class SearchIndex:
+    """A loaded index: `search(space, modality, query, k)` ranks one gallery by cosine similarity."""
+
+    def __init__(self, path: str | Path):
+        import pyarrow.parquet as pq
+
+        self.path = Path(path)
+        if not (self.path / INDEX_FILE).is_file():
+            raise SearchIndexError(f"{self.path} is not a finished index (no {INDEX_FILE}; run mmv-tf index)")
+        self.info = json.loads((self.path / INDEX_FILE).read_text(encoding="utf-8"))
+        self.items = {"windows": pq.read_table(self.path / "items.parquet").to_pylist(),
+                      "captions": pq.read_table(self.path / "captions.parquet").to_pylist()}
+        self._loaded: dict[str, tuple] = {}
+
+    def check_model(self, metadata: dict) -> None:
+        """Refuse a model whose spaces or dimensions differ from the index's."""
+        if metadata["spaces"] != self.info["model"]["spaces"]:
+            raise SearchIndexError(f"model {metadata['name']!r} embeds into {metadata['spaces']}, but index "
+                              f"{self.path} holds {self.info['model']['spaces']} (from model "
+                              f"{self.info['model']['name']!r}); index again with this model")
+
+    def _gallery(self, name: str):
+        if name not in self._loaded:
+            import faiss
+
+            vectors = np.load(self.path / f"{name}.npy")
+            graph = None
+            if self.info["galleries"][name]["kind"] == "approximate":
+                graph = faiss.read_index(str(self.path / f"{name}.faiss"))
+                graph.hnsw.efSearch = HNSW_SEARCH_DEPTH
+            self._loaded[name] = (vectors, graph)
+        return self._loaded[name]
+
+    def search(self, space: str, modality: str, query: np.ndarray, k: int = 10) -> list[Hit]:
+        """The `k` items of gallery `<space>.<modality>` most similar to `query` `[D]`."""
+        name = f"{space}.{modality}"
+        if name not in self.info["galleries"]:
+            raise SearchIndexError(f"index {self.path} has no {modality} gallery in space {space} "
+                              f"(it has {', '.join(sorted(self.info['galleries']))})")
+        gallery = self.info["galleries"][name]
+        query = l2_normalized(np.asarray(query, np.float32).reshape(1, -1))
+        if query.shape[1] != gallery["dim"]:
+            raise SearchIndexError(f"query has {query.shape[1]} dimensions; "
+                                   f"gallery {name} has {gallery['dim']}")
+        vectors, graph = self._gallery(name)
+        if graph is not None:
+            scores, rows = graph.search(query, k)
+            ranked = [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+        else:
+            similarity = vectors @ query[0]
+            if gallery["valid"] is not None:
+                similarity[~np.asarray(gallery["valid"])] = -np.inf
+            top = np.argsort(-similarity, kind="stable")[:k]
+            ranked = [(int(r), float(similarity[r])) for r in top if np.isfinite(similarity[r])]
+        items = self.items[gallery["items"]]
+        return [Hit(rank + 1, score, items[row]) for rank, (row, score) in enumerate(ranked)]

@@ -1,0 +1,81 @@
+"""Cross-modal queries: embed a text, an audio file or a video file and rank an index's windows.
+
+The space follows the pair: text<->video and text<->audio in S_vat, audio<->video in S_va
+(the finest space both modalities reach; for the Disjoint head text<->video is in S_vt).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mmv_tf.errors import InputError
+
+SPACE_PREFERENCE = ("va", "vt", "vat")  # finest first
+
+
+def space_between(metadata: dict, query: str, target: str) -> str:
+    """The space in which a model compares modalities `query` and `target`."""
+    spaces = metadata["spaces"]
+    common = [s for s in SPACE_PREFERENCE if s in spaces[query] and s in spaces[target]]
+    if not common:
+        raise InputError(f"this model's {metadata['head_design']} head gives {query} and {target} "
+                         "no common space: they cannot be compared")
+    return common[0]
+
+
+def _windows(length: int, total: int) -> list[int]:
+    from mmv_tf.embed import window_starts
+
+    return window_starts(total, length, max(1, length // 2))
+
+
+def embed_audio_file(model, path: str | Path) -> dict[str, np.ndarray]:
+    """Mean over half-overlapping windows of the file's audio: {space: [D]}."""
+    from mmv_tf.data.media import decode_audio
+    from mmv_tf.embed import take_window
+
+    waveform = decode_audio(path, model.sample_rate)
+    length = int(round(model.window_seconds * model.sample_rate))
+    clips = np.stack([take_window(waveform, s, length) for s in _windows(length, len(waveform))])
+    return {s: v.mean(axis=0) for s, v in model.embed_audio(clips).items() if s != "before_head"}
+
+
+def embed_video_file(model, path: str | Path) -> dict[str, np.ndarray]:
+    """Mean over half-overlapping windows of the file's frames: {space: [D]}."""
+    from mmv_tf.data.media import decode_video
+    from mmv_tf.embed import clip_frames, take_window
+
+    decoded = decode_video(path, model.fps, model.image_size, model.sample_rate)
+    frames = clip_frames(decoded.jpeg_frames, model.image_size)
+    clips = np.stack([take_window(frames, s, model.num_frames)
+                      for s in _windows(model.num_frames, len(frames))])
+    return {s: v.mean(axis=0) for s, v in model.embed_video(clips).items() if s != "before_head"}
+
+
+def embed_query(model, text: str | None = None, audio: str | Path | None = None,
+                video: str | Path | None = None) -> tuple[str, dict[str, np.ndarray]]:
+    """(query modality, {space: [D]}) for exactly one of `text`, `audio` (a file), `video` (a file)."""
+    given = [(m, v) for m, v in (("text", text), ("audio", audio), ("video", video)) if v is not None]
+    if len(given) != 1:
+        raise InputError("give exactly one query: a text, an audio file or a video file")
+    modality, value = given[0]
+    if modality == "text":
+        if not value.strip():
+            raise InputError("the text query is empty")
+        embedded = model.embed_text([value])
+        return modality, {s: v[0] for s, v in embedded.items() if s != "before_head"}
+    if modality == "audio":
+        return modality, embed_audio_file(model, value)
+    return modality, embed_video_file(model, value)
+
+
+def search(model, index, modality: str, query: dict[str, np.ndarray], target: str = "video",
+           k: int = 10) -> tuple[str, list]:
+    """(space, hits) of the `k` windows whose `target` modality best matches the query."""
+    if k < 1:
+        raise InputError(f"k must be at least 1; got {k}")
+    index.check_model(model.metadata)
+    space = space_between(model.metadata, modality, target)
+    return space, index.search(space, target, query[space], k)

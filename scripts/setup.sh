@@ -21,7 +21,4 @@ python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-# Strict editable mode links each file into build/: the default mode's import hook turns mmv_tf into a
-# namespace package (cli/ is mapped to mmv_tf.cli), so mmv_tf/__init__.py would never run.
-# New modules need this line run again.
-.venv/bin/python -m pip install -q -e ".[dev]" --config-settings editable_mode=strict
+.venv/bin/python -m pip install -q -e ".[dev]"

@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
-exec .venv/bin/pytest -q "$@"  # not `python -m pytest`: that puts the checkout first on sys.path, where mmv_tf has no cli/
+exec .venv/bin/python -m pytest -q "$@"

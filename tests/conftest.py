@@ -3,7 +3,6 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # as mmv_tf/__init__.py, before TensorFlow loads
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

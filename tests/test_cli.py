@@ -1,9 +1,6 @@
 """The `mmv-tf` command line."""
 
 import json
-import os
-import subprocess
-import sys
 
 from mmv_tf.cli.main import app
 from typer.testing import CliRunner
@@ -33,11 +30,3 @@ def test_every_command_has_help():
     assert result.exit_code == 0 and "presets" in result.output
     assert "Print JSON" in runner.invoke(app, ["presets", "--help"]).output
 
-
-def test_installed_package_runs_its_init_outside_the_checkout(tmp_path):
-    """The installed mmv_tf is a regular package (its __init__ switches oneDNN off), not a namespace."""
-    probe = "import mmv_tf, os; print(mmv_tf.__file__ is not None, os.environ.get('TF_ENABLE_ONEDNN_OPTS'))"
-    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, check=True)
-    assert result.stdout.split() == ["True", "0"]

@@ -1,5 +1,6 @@
 """Towers, heads and the MMV model: shapes, sizes, structure and parameter counts."""
 
+import keras
 import numpy as np
 import pytest
 import spec_counts
@@ -9,7 +10,7 @@ from mmv_tf.models.audio import AudioResNet, LogMelSpectrogram, mel_filterbank
 from mmv_tf.models.mmv import MMV
 from mmv_tf.models.presets import PRESETS, describe_model, from_preset, trainable_parameters
 from mmv_tf.models.resnet_v2 import TemporalShift, TSMResNet
-from mmv_tf.models.s3dg import S3DG, SelfGating
+from mmv_tf.models.s3dg import S3DG, MaxPool3D, SelfGating
 
 PAPER = {"s3dg": 1024, "tsm_resnet50": 2048, "tsm_resnet50x2": 4096}
 TINY = [name for name in PRESETS if name.endswith("_tiny")]
@@ -229,8 +230,29 @@ def test_bad_inputs_raise_errors_naming_the_expected_shape(inputs, message, smal
         model(inputs)
 
 
+@pytest.mark.parametrize(("size", "strides"), [((1, 3, 3), (1, 2, 2)), ((3, 3, 3), (1, 1, 1)),
+                                               ((3, 3, 3), (2, 2, 2)), ((2, 2, 2), (2, 2, 2))])
+def test_separable_max_pool_equals_3d_max_pool_and_its_gradient(size, strides):
+    """S3D-G's pools (T, H, W) on an odd-sized clip; reference values and gradients in eager mode."""
+    clip = tf.constant(np.random.default_rng(2).normal(size=(2, 5, 9, 7, 4)).astype("float32"))
+    ours, reference = MaxPool3D(size, strides), keras.layers.MaxPooling3D(size, strides, padding="same")
+
+    def value_and_gradient(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(clip)
+            out = layer(clip)
+            energy = tf.reduce_sum(out ** 2)
+        return out, tape.gradient(energy, clip)
+
+    (got, got_grad), (want, want_grad) = tf.function(value_and_gradient)(ours), value_and_gradient(reference)
+    assert tuple(got.shape) == tuple(want.shape) == ours.compute_output_shape(clip.shape)
+    np.testing.assert_allclose(got, want)
+    np.testing.assert_allclose(got_grad, want_grad, rtol=1e-6)
+
+
 def test_s3dg_gradients_agree_in_graph_and_eager_mode():
-    """Guards the oneDNN switch in mmv_tf/__init__.py: with oneDNN, graph gradients were wrong."""
+    """With TF 2.21's oneDNN kernels on (the default), graph-mode MaxPool3D gradients were wrong
+    where windows overlap; S3D-G's separable MaxPool3D avoids that op."""
     model = S3DG(num_frames=8, width=0.125)
     clip = tf.constant(np.random.default_rng(5).uniform(size=(2, 8, 32, 32, 3)).astype("float32"))
 

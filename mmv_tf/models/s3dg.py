@@ -4,6 +4,8 @@ Layout per the MMV spec: every conv is bias-free with SAME padding, followed by
 BN and ReLU; separable temporal convs and gating start at Conv2d_2c.
 """
 
+import math
+
 import keras
 from keras import layers, ops
 
@@ -53,6 +55,38 @@ class SelfGating(layers.Layer):
         return x * ops.reshape(gate, (-1,) + (1,) * len(pooled_axes) + (x.shape[-1],))
 
 
+@keras.saving.register_keras_serializable(package="mmv_tf")
+class MaxPool3D(layers.Layer):
+    """3D max-pooling with SAME padding: [B,T,H,W,C] -> [B,ceil(T/st),ceil(H/sh),ceil(W/sw),C].
+
+    Computed as a 2D pool over each frame, then a pool over time; the max over a box
+    is separable, so this equals `MaxPooling3D`. It exists because TensorFlow 2.21's
+    oneDNN MaxPool3D gradient is wrong in graph mode when windows overlap, while its
+    2D pool's is right (tests/test_towers.py).
+    """
+
+    def __init__(self, pool_size, strides, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size, self.strides = tuple(pool_size), tuple(strides)
+
+    def call(self, x):
+        (kt, kh, kw), (st, sh, sw) = self.pool_size, self.strides
+        shape, channels = ops.shape(x), x.shape[-1]
+        frames = ops.max_pool(ops.reshape(x, (-1, shape[2], shape[3], channels)), (kh, kw), (sh, sw),
+                              padding="same")
+        height, width = ops.shape(frames)[1], ops.shape(frames)[2]
+        x = ops.reshape(frames, (shape[0], shape[1], height * width, channels))
+        x = ops.max_pool(x, (kt, 1), (st, 1), padding="same")
+        return ops.reshape(x, (shape[0], -1, height, width, channels))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *(None if n is None else math.ceil(n / s)
+                                  for n, s in zip(input_shape[1:4], self.strides)), input_shape[4])
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides}
+
+
 def _unit(x, channels, kernel, strides, *, separable, gated, sync_bn, name):
     """Conv-BN-ReLU (or spatial then temporal Conv-BN-ReLU if separable), then optional gating."""
     if separable and kernel[1] > 1:
@@ -80,7 +114,7 @@ def _inception(x, channels, *, width, sync_bn, name):
     b1 = _unit(b1, c[2], (3, 3, 3), one, separable=True, gated=True, name=f"{name}_b1_3x3", **unit)
     b2 = _unit(x, c[3], one, one, separable=False, gated=False, name=f"{name}_b2_1x1", **unit)
     b2 = _unit(b2, c[4], (3, 3, 3), one, separable=True, gated=True, name=f"{name}_b2_3x3", **unit)
-    b3 = layers.MaxPooling3D((3, 3, 3), (1, 1, 1), padding="same", name=f"{name}_b3_pool")(x)
+    b3 = MaxPool3D((3, 3, 3), (1, 1, 1), name=f"{name}_b3_pool")(x)
     b3 = _unit(b3, c[5], one, one, separable=False, gated=True, name=f"{name}_b3_1x1", **unit)
     return layers.Concatenate(axis=-1, name=name)([b0, b1, b2, b3])
 
@@ -111,7 +145,7 @@ class S3DG(Backbone):
         unit = dict(sync_bn=sync_bn)
         x = _unit(frames, scale_channels(64, width), (first_temporal_kernel, 7, 7), (2, 2, 2),
                   separable=False, gated=False, name="Conv2d_1a", **unit)
-        x = layers.MaxPooling3D((1, 3, 3), (1, 2, 2), padding="same", name="MaxPool_2a")(x)
+        x = MaxPool3D((1, 3, 3), (1, 2, 2), name="MaxPool_2a")(x)
         x = _unit(x, scale_channels(64, width), (1, 1, 1), (1, 1, 1),
                   separable=False, gated=False, name="Conv2d_2b", **unit)
         x = _unit(x, scale_channels(192, width), (3, 3, 3), (1, 1, 1),
@@ -119,7 +153,7 @@ class S3DG(Backbone):
         for block, channels in INCEPTION_CHANNELS.items():
             if block in POOLS_BEFORE:
                 pool_name, size, strides = POOLS_BEFORE[block]
-                x = layers.MaxPooling3D(size, strides, padding="same", name=pool_name)(x)
+                x = MaxPool3D(size, strides, name=pool_name)(x)
             x = _inception(x, channels, width=width, name=block, **unit)
         features = layers.GlobalAveragePooling3D(name="mean_thw")(x)
         super().__init__(

@@ -265,6 +265,29 @@ def search_command(
     Console().print(table)
 
 
+@app.command()
+@reports_input_errors
+def evaluate(
+    corpus: Path = typer.Option(..., "--corpus", help="Corpus folder with manifest.jsonl events "
+                                                      "(from `mmv-tf data demo`)."),
+    model: Path = typer.Option(DEFAULT_MODEL, "--model", help="Exported model folder."),
+    split: str = typer.Option("test", "--split", help="Split whose narrated events are queried."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a summary."),
+) -> None:
+    """Zero-shot text-to-video retrieval: R@1/5/10, median rank and label precision@10, with chance."""
+    from mmv_tf.evaluate import text_to_video_retrieval
+    from mmv_tf.saved_model import ExportedModel
+
+    result = text_to_video_retrieval(ExportedModel(model), corpus, split)
+    if as_json:
+        typer.echo(json.dumps(result, indent=1))
+        return
+    chance = result["chance"]
+    typer.echo(f"{result['queries']} narrations of split {split} against their clips, in {result['space']}:")
+    for name in ("R@1", "R@5", "R@10", "median_rank", "label_precision@10"):
+        typer.echo(f"  {name:20s} {result[name]:8.3f}   (chance {chance[name]:.3f})")
+
+
 def main() -> None:
     app()
 

@@ -65,8 +65,7 @@ def export_network(network, out: str | Path, *, name: str | None = None, trainin
     tokenizer = network.make_tokenizer()
     tokenizer(tf.constant([""]))  # build, so that its lookup tables can be tracked
     archive = keras.export.ExportArchive()
-    archive.track(network)
-    archive.track(tokenizer)
+    archive.track(tokenizer)  # its lookup tables; the network's variables come with the endpoints
 
     def outputs_of(modality, inputs):
         return dict(network(inputs, training=False)[modality])
@@ -77,7 +76,9 @@ def export_network(network, out: str | Path, *, name: str | None = None, trainin
                          [tf.TensorSpec([None, None], tf.float32, name="audio")])
     archive.add_endpoint("text", lambda text: outputs_of("text", {"text": tokenizer(text)}),
                          [tf.TensorSpec([None], tf.string, name="text")])
-    archive.add_variable_collection(NETWORK_VARIABLES, network.variables)
+    # The underlying tf.Variables, in the network's order: the ones the endpoints capture, so each is
+    # saved once (tracking the Keras wrappers as well would store every weight twice).
+    archive.add_variable_collection(NETWORK_VARIABLES, [v.value for v in network.variables])
     metadata = {
         "format": "mmv_tf.savedmodel", "format_version": FORMAT_VERSION,
         "name": name or out.name,

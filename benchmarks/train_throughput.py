@@ -15,8 +15,9 @@ import sys
 
 WORKER = r"""
 import json, resource, sys, time
-import numpy as np
 import keras
+sys.path.insert(0, sys.argv.pop(1))  # benchmarks/, for synthetic.py
+from synthetic import synthetic_batch
 from mmv_tf.models.presets import from_preset, preset_config
 from mmv_tf.training.trainer import MMVTrainer
 
@@ -27,14 +28,7 @@ rows = []
 for batch in map(int, batch_sizes):
     trainer = MMVTrainer(model)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-4), jit_compile=jit)
-    rng = np.random.default_rng(0)
-    frames, size = config.video.num_frames, config.video.image_size
-    samples = int(frames / config.video.fps * config.audio.sample_rate)
-    ids = rng.integers(2, 1000, size=(batch, 2, config.text.max_words)).astype("int32")
-    data = {"video": rng.uniform(size=(batch, frames, size, size, 3)).astype("float32"),
-            "audio": rng.uniform(-1, 1, size=(batch, samples)).astype("float32"),
-            "text": {"token_ids": ids, "padding_mask": ids != 0},
-            "audio_mask": np.ones(batch, bool), "text_mask": np.ones((batch, 2), bool)}
+    data = synthetic_batch(config, batch, candidates=2, vocabulary=1000)
     trainer.fit(data, batch_size=batch, epochs=1, verbose=0, shuffle=False)  # trace and compile
     start = time.perf_counter()
     trainer.fit(data, batch_size=batch, epochs=steps, verbose=0, shuffle=False)
@@ -60,7 +54,8 @@ def main() -> None:
         for jit in (False, True):
             env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu",
                    "TF_CPP_MIN_LOG_LEVEL": "2"}
-            run = subprocess.run([sys.executable, "-c", WORKER, args.preset, str(int(jit)), str(args.steps),
+            run = subprocess.run([sys.executable, "-c", WORKER, os.path.dirname(os.path.abspath(__file__)),
+                                  args.preset, str(int(jit)), str(args.steps),
                                   *map(str, args.batch_sizes)], env=env, capture_output=True, text=True)
             lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
             if run.returncode or not lines:

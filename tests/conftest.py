@@ -19,6 +19,19 @@ from mmv_tf.text.word_vectors import WordVectors  # noqa: E402
 # Overrides that shrink s3dg_tiny further, for tests that build or train many models.
 SMALL_MODEL = {"video": {"width": 0.125, "num_frames": 8, "image_size": 32}, "audio": {"width": 0.125},
                "text": {"output_dim": 64}, "head": {"va_dim": 32, "vat_dim": 16}}
+SMALL_SETS = [f"model.{section}.{key}={value}" for section, fields in SMALL_MODEL.items()
+              for key, value in fields.items()]
+
+
+def run_config(**extra):
+    """configs/demo.yaml on SMALL_MODEL: 6 steps of 4 clips, checkpoints every 3; `extra` overrides."""
+    from mmv_tf.training.config import load_train_config
+
+    sets = SMALL_SETS + ["train.batch_size=4", "train.steps=6", "train.validate_every=3",
+                         "train.checkpoint_every=3", "train.keep_checkpoints=5",
+                         "optimizer.warmup_steps=2", "data.validation_split=none",
+                         "data.num_candidates=2"] + [f"{k}={v}" for k, v in extra.items()]
+    return load_train_config("configs/demo.yaml", sets)
 
 
 @pytest.fixture(scope="session")

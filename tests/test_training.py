@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import SMALL_MODEL
+from conftest import SMALL_MODEL, SMALL_SETS, run_config
 from mmv_tf.cli.main import app
 from typer.testing import CliRunner
 
@@ -17,9 +17,6 @@ from mmv_tf.training.callbacks import NaNGuard
 from mmv_tf.training.config import LossConfig, load_train_config
 from mmv_tf.training.run import RunError, build_training, train
 from mmv_tf.training.trainer import MMVTrainer
-
-SMALL_SETS = [f"model.{section}.{key}={value}" for section, fields in SMALL_MODEL.items()
-              for key, value in fields.items()]
 
 
 def synthetic_batch(rng, batch=8, candidates=2, words=200):
@@ -121,14 +118,6 @@ def test_two_replicas_give_the_single_device_loss_and_gradients(small_word_vecto
     for got, want in zip(grads, want_grads):
         summed = strategy.reduce("SUM", got, axis=None)
         np.testing.assert_allclose(summed, want, rtol=2e-3, atol=1e-4 * float(tf.reduce_max(tf.abs(want))))
-
-
-def run_config(**extra):
-    sets = SMALL_SETS + ["train.batch_size=4", "train.steps=6", "train.validate_every=3",
-                         "train.checkpoint_every=3", "train.keep_checkpoints=5",
-                         "optimizer.warmup_steps=2", "data.validation_split=none",
-                         "data.num_candidates=2"] + [f"{k}={v}" for k, v in extra.items()]
-    return load_train_config("configs/demo.yaml", sets)
 
 
 def test_resume_after_a_kill_continues_from_the_checkpoint_exactly(demo_shards, tmp_path):

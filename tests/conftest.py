@@ -89,3 +89,13 @@ def small_savedmodel(tmp_path_factory, small_word_vectors):
     path = export_network(network, tmp_path_factory.mktemp("models") / "small",
                           training={"steps": 7, "preset": "s3dg_tiny"})
     return network, path
+
+
+@pytest.fixture(scope="session")
+def small_run(demo_shards, tmp_path_factory):
+    """(config, run folder, result) of the 6-step `run_config()` run on the demo shards (read only)."""
+    from mmv_tf.training.run import train
+
+    config = run_config()
+    out = tmp_path_factory.mktemp("runs") / "small"
+    return config, out, train(config, demo_shards, out, verbose=0)

@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import run_config
 from mmv_tf.cli.main import app
 from typer.testing import CliRunner
 
@@ -95,21 +94,18 @@ def test_exported_model_checks_its_inputs(small_savedmodel, tmp_path):
     assert json.loads((path / "mmv_tf.json").read_text())["name"] == "small"
 
 
-def test_export_cli_writes_a_run_with_its_step_and_refuses_bad_runs(demo_shards, tmp_path):
-    from mmv_tf.training.run import train
-
-    train(run_config(**{"train.steps": 2, "train.validate_every": 2, "train.checkpoint_every": 2}),
-          demo_shards, tmp_path / "run", verbose=0)
+def test_export_cli_writes_a_run_with_its_step_and_refuses_bad_runs(small_run, tmp_path):
+    run = small_run[1]
     runner = CliRunner()
-    result = runner.invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "model")])
+    result = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "model")])
     assert result.exit_code == 0, result.output
     meta = read_metadata(tmp_path / "model")
-    assert meta["training"]["steps"] == 2 and meta["training"]["checkpoint"] == "ckpt-2"
-    assert meta["preset"] == "s3dg_tiny" and meta["training"]["config"]["train"]["steps"] == 2
+    assert meta["training"]["steps"] == 6 and meta["training"]["checkpoint"] == "ckpt-6"
+    assert meta["preset"] == "s3dg_tiny" and meta["training"]["config"]["train"]["steps"] == 6
     model = ExportedModel(tmp_path / "model")
     assert model.embed_video(np.zeros((1, 8, 32, 32, 3)))["vat"].shape == (1, 16)
-    for run in (tmp_path, tmp_path / "missing"):
-        result = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "other")])
+    for not_a_run in (tmp_path, tmp_path / "missing"):
+        result = runner.invoke(app, ["export", str(not_a_run), "--out", str(tmp_path / "other")])
         assert result.exit_code == 1 and "is not a training run" in result.output
-    result = runner.invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "model")])
+    result = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "model")])
     assert result.exit_code == 1 and "already exists" in result.output

@@ -120,13 +120,12 @@ def test_two_replicas_give_the_single_device_loss_and_gradients(small_word_vecto
         np.testing.assert_allclose(summed, want, rtol=2e-3, atol=1e-4 * float(tf.reduce_max(tf.abs(want))))
 
 
-def test_resume_after_a_kill_continues_from_the_checkpoint_exactly(demo_shards, tmp_path):
-    config = run_config()
-    whole = train(config, demo_shards, tmp_path / "whole", verbose=0)
+def test_resume_after_a_kill_continues_from_the_checkpoint_exactly(demo_shards, small_run, tmp_path):
+    config, whole_run, whole = small_run
     assert whole["step"] == 6 and whole["resumed_from_step"] == 0
     # A run killed between steps 3 and 6 leaves what the whole run had after step 3.
     killed = tmp_path / "killed"
-    shutil.copytree(tmp_path / "whole", killed)
+    shutil.copytree(whole_run, killed)
     for late in (killed / "checkpoints").glob("ckpt-6.*"):
         late.unlink()
     (killed / "checkpoints" / "checkpoint").write_text(
@@ -147,7 +146,7 @@ def test_resume_after_a_kill_continues_from_the_checkpoint_exactly(demo_shards, 
 
     resumed = train(config, demo_shards, killed, resume=True, verbose=0)
     assert resumed["resumed_from_step"] == 3 and resumed["step"] == 6
-    final_whole = build_training(config, tmp_path / "whole")
+    final_whole = build_training(config, whole_run)
     final_whole[3].restore(final_whole[4].latest_checkpoint)
     final_resumed = build_training(config, killed)
     final_resumed[3].restore(final_resumed[4].latest_checkpoint)

@@ -63,21 +63,32 @@ class Media:
 
 
 def read_media(src: str | Path, fps: float, sample_rate: int, short_side: int,
-               split: str | None = None) -> Iterator[Media | str]:
-    """Videos of `src`: a shard folder (from `mmv-tf data ingest`) or a media folder / manifest.
+               split: str | None = None) -> tuple[int | None, Iterator[Media | str]]:
+    """(number of videos if known, the videos) of `src`: a shard folder (from `mmv-tf data ingest`)
+    or a media folder / manifest, only those of `split` if given.
 
-    Yields `Media`, or a message (str) naming a file that could not be decoded.
+    The iterator yields `Media`, or a message (str) naming a file that could not be decoded.
     """
     from mmv_tf.data.shards import shard_files
 
     src = Path(src)
     if src.is_dir() and shard_files(src):
-        yield from _media_from_shards(src, split)
-        return
-    from mmv_tf.data.sources import DecodeSettings, decode_source, list_sources
+        return None, _media_from_shards(src, split)
+    from mmv_tf.data.sources import SPLITS, list_sources
+
+    if split is not None and split not in SPLITS:
+        raise EmbedError(f"split must be one of {SPLITS}, got {split!r}")
+    sources = [s for s in list_sources(src) if split is None or s.split == split]
+    if not sources:
+        raise EmbedError(f"{src} has no videos of split {split!r}")
+    return len(sources), _media_from_sources(sources, fps, sample_rate, short_side)
+
+
+def _media_from_sources(sources, fps: float, sample_rate: int, short_side: int) -> Iterator[Media | str]:
+    from mmv_tf.data.sources import DecodeSettings, decode_source
 
     settings = DecodeSettings(fps=fps, short_side=short_side, sample_rate=sample_rate)
-    for source in list_sources(src, split):
+    for source in sources:
         decoded = decode_source(source, settings)
         if decoded.video is None:
             yield decoded.error
@@ -252,8 +263,8 @@ def embed_corpus(src: str | Path, model, out: str | Path, settings: EmbedSetting
         part_index, in_part = part_index + 1, 0
         rows = {name: [] for name in TABLES}
 
-    media_iter = read_media(src, model.fps, model.sample_rate, model.image_size, settings.split)
-    with tqdm(desc="embed", unit="video", disable=not progress) as bar:
+    total, media_iter = read_media(src, model.fps, model.sample_rate, model.image_size, settings.split)
+    with tqdm(desc="embed", unit="video", total=total, disable=not progress) as bar:
         for item in media_iter:
             bar.update()
             if isinstance(item, str):

@@ -87,6 +87,11 @@ def test_media_folder_and_bad_files(model, demo, tmp_path):
     (folder / "broken.mp4").write_bytes(b"not a video")
     info = embed_corpus(folder, model, tmp_path / "emb", progress=False)
     assert info["counts"]["videos"] == 1 and len(info["skipped"]) == 1 and "broken.mp4" in info["skipped"][0]
+    # A manifest's split is a filter: only its test videos.
+    test_ids = [json.loads(line)["id"] for line in (demo / "manifest.jsonl").read_text().splitlines()
+                if json.loads(line)["split"] == "test"]
+    embed_corpus(demo, model, tmp_path / "test", EmbedSettings(split="test"), progress=False)
+    assert pq.read_table(tmp_path / "test" / "videos.parquet").column("video_id").to_pylist() == test_ids
 
 
 def test_exact_search_ranks_by_cosine_and_hnsw_agrees(embedded, model, tmp_path):

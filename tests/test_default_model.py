@@ -1,0 +1,29 @@
+"""The committed default model (savedmodels/mmv_s3dg_tiny_demo): what README's search example loads."""
+
+from pathlib import Path
+
+import numpy as np
+
+from mmv_tf.saved_model import ExportedModel
+
+DEFAULT = Path(__file__).parents[1] / "savedmodels" / "mmv_s3dg_tiny_demo"
+
+
+def test_default_model_is_small_and_embeds_every_modality():
+    size_mib = sum(f.stat().st_size for f in DEFAULT.rglob("*") if f.is_file()) / 2**20
+    assert size_mib < 25
+    model = ExportedModel(DEFAULT)
+    meta = model.metadata
+    assert meta["preset"] == "s3dg_tiny" and meta["head_design"] == "fac"
+    assert meta["training"]["steps"] == meta["training"]["config"]["train"]["steps"] >= 600
+    assert (model.num_frames, model.image_size, model.fps, model.sample_rate) == (16, 64, 10.0, 16000)
+    rng = np.random.default_rng(0)
+    video = model.embed_video(rng.uniform(size=(2, 16, 64, 64, 3)))
+    audio = model.embed_audio(rng.uniform(-1, 1, size=(2, 25600)))
+    text = model.embed_text(["a three moving up", "the numeral seven glides toward the left side"])
+    assert video["va"].shape == audio["va"].shape == (2, 128)
+    assert video["vat"].shape == audio["vat"].shape == text["vat"].shape == (2, 64)
+    assert all(np.all(np.isfinite(v)) for out in (video, audio, text) for v in out.values())
+    # Different sentences get different embeddings (a collapsed text tower would not).
+    unit = text["vat"] / np.linalg.norm(text["vat"], axis=1, keepdims=True)
+    assert float(unit[0] @ unit[1]) < 0.999

@@ -5,7 +5,8 @@ Index folder (written whole or not at all):
   items.parquet       the windows (video_id, window, start, end, caption, source) row by row
   captions.parquet    the captions (video_id, start, end, text)
   <space>.<modality>.npy    L2-normalised float32 `[N, D]` gallery vectors (exact search)
-  <space>.<modality>.faiss  an HNSW graph over them (approximate search), when chosen
+  <space>.<modality>.present.npy  bool `[N]`, where some rows have no vector (audio of silent videos)
+  <space>.<modality>.faiss  an HNSW graph over the rows present (approximate search), when chosen
 Galleries: `va.video`, `vat.video`, `va.audio`, `vat.audio` over windows, `vat.text` over captions.
 """
 
@@ -37,14 +38,16 @@ def l2_normalized(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
 
 
-def build_hnsw(vectors: np.ndarray):
-    """A faiss HNSW graph for inner-product search over unit `vectors` `[N, D]`."""
+def build_hnsw(vectors: np.ndarray, rows: np.ndarray | None = None):
+    """A faiss HNSW graph for inner-product search over unit `vectors` `[N, D]`, which answers with
+    `rows` (default 0..N-1) as ids."""
     import faiss
 
-    index = faiss.IndexHNSWFlat(vectors.shape[1], HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = 80
-    index.hnsw.efSearch = HNSW_SEARCH_DEPTH
-    index.add(vectors)
+    graph = faiss.IndexHNSWFlat(vectors.shape[1], HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efConstruction = 80
+    graph.hnsw.efSearch = HNSW_SEARCH_DEPTH
+    index = faiss.IndexIDMap(graph)
+    index.add_with_ids(vectors, np.arange(len(vectors)) if rows is None else rows)
     return index
 
 
@@ -73,19 +76,21 @@ def build_index(embeddings: str | Path, out: str | Path, kind: str = "auto") -> 
                     continue
                 modality, space = column.split("_", 1)
                 values = table.column(column).to_pylist()
-                present = [i for i, v in enumerate(values) if v is not None]
+                present = np.asarray([v is not None for v in values], bool)
                 vectors = np.zeros((len(values), info["dims"][column]), np.float32)
-                if present:
-                    vectors[present] = l2_normalized(np.asarray([values[i] for i in present]))
+                if present.any():
+                    vectors[present] = l2_normalized(np.asarray([v for v in values if v is not None]))
                 name = f"{space}.{modality}"
                 chosen = kind if kind != "auto" else (
                     "approximate" if len(values) >= APPROXIMATE_FROM_ROWS else "exact")
                 np.save(partial / f"{name}.npy", vectors)
+                if not present.all():
+                    np.save(partial / f"{name}.present.npy", present)
                 if chosen == "approximate":
-                    faiss.write_index(build_hnsw(vectors), str(partial / f"{name}.faiss"))
+                    graph = build_hnsw(vectors[present], np.flatnonzero(present))
+                    faiss.write_index(graph, str(partial / f"{name}.faiss"))
                 galleries[name] = {"items": items, "rows": len(values), "dim": vectors.shape[1],
-                                   "kind": chosen, "valid": [bool(v is not None) for v in values]
-                                   if len(present) < len(values) else None}
+                                   "kind": chosen, "missing": int((~present).sum())}
         keep = [c for c in windows.column_names if c not in info["dims"]]
         items = windows.select(keep).to_pylist()
         for item in items:
@@ -134,12 +139,14 @@ class SearchIndex:
         if name not in self._loaded:
             import faiss
 
+            gallery = self.info["galleries"][name]
             vectors = np.load(self.path / f"{name}.npy")
+            present = np.load(self.path / f"{name}.present.npy") if gallery["missing"] else None
             graph = None
-            if self.info["galleries"][name]["kind"] == "approximate":
+            if gallery["kind"] == "approximate":
                 graph = faiss.read_index(str(self.path / f"{name}.faiss"))
-                graph.hnsw.efSearch = HNSW_SEARCH_DEPTH
-            self._loaded[name] = (vectors, graph)
+                faiss.downcast_index(graph.index).hnsw.efSearch = HNSW_SEARCH_DEPTH
+            self._loaded[name] = (vectors, present, graph)
         return self._loaded[name]
 
     def search(self, space: str, modality: str, query: np.ndarray, k: int = 10) -> list[Hit]:
@@ -153,14 +160,14 @@ class SearchIndex:
         if query.shape[1] != gallery["dim"]:
             raise SearchIndexError(f"query has {query.shape[1]} dimensions; "
                                    f"gallery {name} has {gallery['dim']}")
-        vectors, graph = self._gallery(name)
+        vectors, present, graph = self._gallery(name)
         if graph is not None:
             scores, rows = graph.search(query, k)
             ranked = [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
         else:
             similarity = vectors @ query[0]
-            if gallery["valid"] is not None:
-                similarity[~np.asarray(gallery["valid"])] = -np.inf
+            if present is not None:
+                similarity[~present] = -np.inf
             top = np.argsort(-similarity, kind="stable")[:k]
             ranked = [(int(r), float(similarity[r])) for r in top if np.isfinite(similarity[r])]
         items = self.items[gallery["items"]]

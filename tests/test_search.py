@@ -182,3 +182,27 @@ def test_evaluate_cli_reports_recall_and_chance(small_savedmodel, demo):
     assert answer["queries"] == narrated and answer["space"] == "vat"
     assert answer["chance"]["R@1"] == pytest.approx(1 / narrated)
     assert 1 <= answer["median_rank"] <= narrated
+
+
+def test_windows_without_audio_are_never_audio_hits(embedded, tmp_path):
+    import shutil
+
+    import pyarrow as pa
+
+    emb = tmp_path / "emb"
+    shutil.copytree(embedded[0], emb)
+    windows = pq.read_table(emb / "windows.parquet")
+    silent = windows.column("video_id")[0].as_py()
+    for column in ("audio_va", "audio_vat"):
+        values = [None if vid == silent else v for vid, v in
+                  zip(windows.column("video_id").to_pylist(), windows.column(column).to_pylist())]
+        index = windows.column_names.index(column)
+        windows = windows.set_column(index, column, pa.array(values, type=windows.schema.field(column).type))
+    pq.write_table(windows, emb / "windows.parquet")
+    for kind in ("exact", "approximate"):
+        info = build_index(emb, tmp_path / kind, kind)
+        assert info["galleries"]["va.audio"]["missing"] == sum(v == silent for v in
+                                                               windows.column("video_id").to_pylist())
+        query = np.asarray(windows.column("video_va")[0].as_py())  # the silent video's own window
+        hits = SearchIndex(tmp_path / kind).search("va", "audio", query, k=len(windows))
+        assert hits and all(h.item["video_id"] != silent for h in hits)

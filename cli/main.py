@@ -167,7 +167,8 @@ def train(
     typer.echo(f"trained to step {result['step']} in {out}: {shown}")
 
 
-DEFAULT_MODEL = Path("savedmodels/mmv_s3dg_tiny_demo")
+# The committed default model of this checkout (an editable install runs cli/ from the checkout).
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "savedmodels" / "mmv_s3dg_tiny_demo"
 
 
 @app.command("export")
@@ -243,7 +244,7 @@ def search_command(
 
     search_index = SearchIndex(index)
     exported = ExportedModel(model)
-    search_index.check_model(exported.metadata)
+    search_index.check_model(exported.metadata)  # before the query is decoded and embedded
     modality, query = embed_query(exported, text=text, audio=audio, video=video)
     space, hits = search(exported, search_index, modality, query, target, k)
     if as_json:

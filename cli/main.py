@@ -215,7 +215,7 @@ def index_command(
     out: Path = typer.Option(..., "--out", help="Index folder to write."),
     kind: str = typer.Option("auto", "--kind",
                              help="exact, approximate (faiss HNSW) or auto (approximate from "
-                                  "200k rows, see benchmarks/search.py)."),
+                                  "2M rows, see benchmarks/search.py)."),
 ) -> None:
     """Build search indexes over the embedded windows and captions, one per space and modality."""
     from mmv_tf.index import build_index

@@ -69,11 +69,14 @@ def read_media(src: str | Path, fps: float, sample_rate: int, short_side: int,
 
     The iterator yields `Media`, or a message (str) naming a file that could not be decoded.
     """
+    from mmv_tf.data.ingest import DATASET_NAME
     from mmv_tf.data.shards import shard_files
 
     src = Path(src)
     if src.is_dir() and shard_files(src):
-        return None, _media_from_shards(src, split)
+        summary = src / DATASET_NAME  # ingest's summary counts the videos, not those of each split
+        total = json.loads(summary.read_text(encoding="utf-8")).get("videos") if summary.is_file() else None
+        return (total if split is None else None), _media_from_shards(src, split)
     from mmv_tf.data.sources import SPLITS, list_sources
 
     if split is not None and split not in SPLITS:

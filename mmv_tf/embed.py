@@ -25,6 +25,7 @@ import numpy as np
 
 from mmv_tf.data.subtitles import Caption
 from mmv_tf.errors import InputError
+from mmv_tf.export import space_embeddings
 from mmv_tf.files import atomic_path, remove_path, write_text_atomically
 
 TABLES = ("videos", "windows", "captions")
@@ -134,6 +135,15 @@ def clip_frames(jpeg_frames: list[bytes], size: int) -> np.ndarray:
     return out
 
 
+def model_frames(model, path: str | Path) -> np.ndarray:
+    """A video file's frames at the model's frame rate, centre-cropped to its image size:
+    float32 `[F, S, S, 3]` in [0, 1]."""
+    from mmv_tf.data.media import decode_video
+
+    decoded = decode_video(path, model.fps, model.image_size, model.sample_rate)
+    return clip_frames(decoded.jpeg_frames, model.image_size)
+
+
 def window_starts(num_frames: int, window: int, stride: int) -> list[int]:
     """First frames of the windows of `window` frames every `stride`; one window for short videos."""
     return list(range(0, max(num_frames - window, 0) + 1, max(stride, 1)))
@@ -180,13 +190,12 @@ def embed_media(model, media: Media, stride_frames: int) -> dict[str, list[dict]
     length = model.num_frames
     samples = int(round(length / model.fps * model.sample_rate))
     starts = window_starts(len(frames), length, stride_frames)
-    embeddings = {f"video_{s}": v for s, v in model.embed_video(
-        np.stack([take_window(frames, s, length) for s in starts])).items() if s != "before_head"}
+    embeddings = {f"video_{s}": v for s, v in space_embeddings(model.embed_video(
+        np.stack([take_window(frames, s, length) for s in starts]))).items()}
     if media.has_audio:
         audio = np.stack([take_window(media.waveform, int(round(s / model.fps * model.sample_rate)), samples)
                           for s in starts])
-        embeddings.update({f"audio_{s}": v for s, v in model.embed_audio(audio).items()
-                           if s != "before_head"})
+        embeddings.update({f"audio_{s}": v for s, v in space_embeddings(model.embed_audio(audio)).items()})
     windows = []
     for index, first in enumerate(starts):
         start, end = first / model.fps, (first + length) / model.fps
@@ -199,11 +208,11 @@ def embed_media(model, media: Media, stride_frames: int) -> dict[str, list[dict]
              **{name: values.mean(axis=0) for name, values in embeddings.items()}}
     captions = []
     if media.captions:
-        texts = model.embed_text([c.text for c in media.captions])
+        texts = space_embeddings(model.embed_text([c.text for c in media.captions]))
         for index, caption in enumerate(media.captions):
             captions.append({"video_id": media.video_id, "start": caption.start, "end": caption.end,
                              "text": caption.text,
-                             **{f"text_{s}": v[index] for s, v in texts.items() if s != "before_head"}})
+                             **{f"text_{s}": v[index] for s, v in texts.items()}})
     return {"videos": [video], "windows": windows, "captions": captions}
 
 

@@ -41,16 +41,13 @@ def narrated_events(corpus: str | Path, split: str) -> list[dict]:
 
 def event_clips(model, events: list[dict]) -> np.ndarray:
     """The model's window centred on each event: float32 `[E, T, S, S, 3]`."""
-    from mmv_tf.data.media import decode_video
-    from mmv_tf.embed import clip_frames, take_window
+    from mmv_tf.embed import model_frames, take_window
 
-    clips, frames_of = [], {}
-    for event in events:
-        path = event["video"]
-        if path not in frames_of:
-            decoded = decode_video(path, model.fps, model.image_size, model.sample_rate)
-            frames_of = {path: clip_frames(decoded.jpeg_frames, model.image_size)}  # one video at a time
-        frames = frames_of[path]
+    clips, path, frames = [], None, None
+    for event in events:  # grouped by video: decode each once
+        if event["video"] != path:
+            path = event["video"]
+            frames = model_frames(model, path)
         middle = (event["start"] + event["end"]) / 2
         first = int(round((middle - model.window_seconds / 2) * model.fps))
         first = min(max(first, 0), max(len(frames) - model.num_frames, 0))

@@ -33,20 +33,24 @@ class ExportError(InputError):
 
 def describe_network(network) -> dict:
     """What a caller needs to feed `network` and read its outputs (the metadata's model part)."""
+    from mmv_tf.models.presets import describe_model
+
     config = network.model_config
-    head = network.head
-    dims = {"va": head.va_dim, "vat": head.vat_dim, "vt": head.vat_dim}
+    outputs = describe_model(network)["output_dims"]
     return {
         "head_design": config.get("head", {}).get("design"),
         "video": {"num_frames": network.num_frames, "fps": config["video"]["fps"],
                   "image_size": config["video"]["image_size"], "backbone": config["video"]["backbone"]},
         "audio": {"sample_rate": network.sample_rate},
         "text": {"max_words": network.max_words, "word_vectors": config.get("word_vectors_source")},
-        "spaces": {m: {s: dims[s] for s in head.spaces_of(m)} for m in ("video", "audio", "text")},
-        "before_head": {"video": network.video_encoder.output_dim,
-                        "audio": network.audio_encoder.output_dim,
-                        "text": network.text_encoder.output_dim},
+        "spaces": {m: space_embeddings(dims) for m, dims in outputs.items()},
+        "before_head": {m: dims["before_head"] for m, dims in outputs.items()},
     }
+
+
+def space_embeddings(outputs: dict) -> dict:
+    """The per-space entries of a modality's outputs (or of their sizes), without `before_head`."""
+    return {space: value for space, value in outputs.items() if space != "before_head"}
 
 
 def export_network(network, out: str | Path, *, name: str | None = None, training: dict | None = None,

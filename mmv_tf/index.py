@@ -56,6 +56,7 @@ def build_hnsw(vectors: np.ndarray, rows: np.ndarray | None = None):
 def build_index(embeddings: str | Path, out: str | Path, kind: str = "auto") -> dict:
     """Index the embeddings folder `embeddings` (from `mmv-tf embed`) into `out`; returns index.json."""
     import faiss
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     if kind not in ("auto", "exact", "approximate"):
@@ -72,7 +73,7 @@ def build_index(embeddings: str | Path, out: str | Path, kind: str = "auto") -> 
     galleries = {}
     with atomic_path(out) as partial:
         partial.mkdir(parents=True)
-        for table, items in ((windows, "windows"), (captions, "captions")):
+        for table, items_name in ((windows, "windows"), (captions, "captions")):
             for column in table.column_names:
                 if column not in info["dims"]:
                     continue
@@ -91,17 +92,16 @@ def build_index(embeddings: str | Path, out: str | Path, kind: str = "auto") -> 
                 if chosen == "approximate":
                     graph = build_hnsw(vectors[present], np.flatnonzero(present))
                     faiss.write_index(graph, str(partial / f"{name}.faiss"))
-                galleries[name] = {"items": items, "rows": len(values), "dim": vectors.shape[1],
+                galleries[name] = {"items": items_name, "rows": len(values), "dim": vectors.shape[1],
                                    "kind": chosen, "missing": int((~present).sum())}
-        keep = [c for c in windows.column_names if c not in info["dims"]]
-        items = windows.select(keep).to_pylist()
+        def without_embeddings(table):
+            return table.select([c for c in table.column_names if c not in info["dims"]])
+
+        items = without_embeddings(windows).to_pylist()
         for item in items:
             item["source"] = sources.get(item["video_id"])
-        import pyarrow as pa
-
         pq.write_table(pa.Table.from_pylist(items), partial / "items.parquet")
-        pq.write_table(captions.select([c for c in captions.column_names if c not in info["dims"]]),
-                       partial / "captions.parquet")
+        pq.write_table(without_embeddings(captions), partial / "captions.parquet")
         index_info = {"model": {k: info["model"][k] for k in ("name", "created", "spaces")},
                       "embeddings": str(embeddings), "galleries": galleries,
                       "window_seconds": info["window_seconds"]}

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from mmv_tf.errors import InputError
+from mmv_tf.export import space_embeddings
 
 SPACE_PREFERENCE = ("va", "vt", "vat")  # finest first
 
@@ -39,19 +40,17 @@ def embed_audio_file(model, path: str | Path) -> dict[str, np.ndarray]:
     waveform = decode_audio(path, model.sample_rate)
     length = int(round(model.window_seconds * model.sample_rate))
     clips = np.stack([take_window(waveform, s, length) for s in _windows(length, len(waveform))])
-    return {s: v.mean(axis=0) for s, v in model.embed_audio(clips).items() if s != "before_head"}
+    return {s: v.mean(axis=0) for s, v in space_embeddings(model.embed_audio(clips)).items()}
 
 
 def embed_video_file(model, path: str | Path) -> dict[str, np.ndarray]:
     """Mean over half-overlapping windows of the file's frames: {space: [D]}."""
-    from mmv_tf.data.media import decode_video
-    from mmv_tf.embed import clip_frames, take_window
+    from mmv_tf.embed import model_frames, take_window
 
-    decoded = decode_video(path, model.fps, model.image_size, model.sample_rate)
-    frames = clip_frames(decoded.jpeg_frames, model.image_size)
+    frames = model_frames(model, path)
     clips = np.stack([take_window(frames, s, model.num_frames)
                       for s in _windows(model.num_frames, len(frames))])
-    return {s: v.mean(axis=0) for s, v in model.embed_video(clips).items() if s != "before_head"}
+    return {s: v.mean(axis=0) for s, v in space_embeddings(model.embed_video(clips)).items()}
 
 
 def embed_query(model, text: str | None = None, audio: str | Path | None = None,
@@ -64,8 +63,7 @@ def embed_query(model, text: str | None = None, audio: str | Path | None = None,
     if modality == "text":
         if not value.strip():
             raise InputError("the text query is empty")
-        embedded = model.embed_text([value])
-        return modality, {s: v[0] for s, v in embedded.items() if s != "before_head"}
+        return modality, {s: v[0] for s, v in space_embeddings(model.embed_text([value])).items()}
     if modality == "audio":
         return modality, embed_audio_file(model, value)
     return modality, embed_video_file(model, value)

@@ -289,6 +289,58 @@ def evaluate(
         typer.echo(f"  {name:20s} {result[name]:8.3f}   (chance {chance[name]:.3f})")
 
 
+DEFAULT_WORKSPACE = Path("data") / "demo-app"
+
+
+def _serve(model: Path, index: Path, host: str, port: int) -> None:
+    from mmv_tf.app.search_app import serve
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.secho(f"note: serving on {host}: other machines on that network can reach the app",
+                    err=True, fg=typer.colors.YELLOW)
+    typer.echo(f"starting the search app on http://{host}:{port} (Ctrl+C stops it)")
+    serve(model, index, host, port)
+
+
+@app.command("app")
+@reports_input_errors
+def app_command(
+    model: Path = typer.Option(DEFAULT_MODEL, "--model", help="Exported model folder."),
+    index: Path = typer.Option(DEFAULT_WORKSPACE / "index", "--index",
+                               help="Index folder from `mmv-tf index` [default: the one `mmv-tf demo` "
+                                    "makes]."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (this machine only by "
+                                                         "default)."),
+    port: int = typer.Option(7860, "--port", min=1, max=65535, help="Port to listen on."),
+) -> None:
+    """Start the Gradio search app over an index: query by text, sound or video, watch the hits."""
+    _serve(model, index, host, port)
+
+
+@app.command()
+@reports_input_errors
+def demo(
+    workspace: Path = typer.Option(DEFAULT_WORKSPACE, "--dir",
+                                   help="Workspace for the corpus, embeddings and index."),
+    model: Path = typer.Option(DEFAULT_MODEL, "--model", help="Exported model folder."),
+    videos: int = typer.Option(1000, "--videos", min=20, help="Videos in the demo corpus, if made."),
+    split: str = typer.Option("test", "--split",
+                              help="Split to search: test (unseen in training), val, train or all."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(7860, "--port", min=1, max=65535, help="Port to listen on."),
+    prepare_only: bool = typer.Option(False, "--prepare-only",
+                                      help="Make the corpus, embeddings and index, then stop."),
+) -> None:
+    """The demo: generate the demo corpus (first time only), embed and index it with the model, then
+    start the search app. A second start reuses what exists."""
+    from mmv_tf.app.workspace import prepare_demo
+
+    space = prepare_demo(workspace, model, videos, split=None if split == "all" else split,
+                         say=typer.echo)
+    if not prepare_only:
+        _serve(model, space.index, host, port)
+
+
 def main() -> None:
     app()
 

@@ -16,10 +16,15 @@ from mmv_tf.export import space_embeddings
 SPACE_PREFERENCE = ("va", "vt", "vat")  # finest first
 
 
+def common_spaces(metadata: dict, query: str, target: str) -> list[str]:
+    """The spaces in which a model can compare modalities `query` and `target`, finest first."""
+    spaces = metadata["spaces"]
+    return [s for s in SPACE_PREFERENCE if s in spaces[query] and s in spaces[target]]
+
+
 def space_between(metadata: dict, query: str, target: str) -> str:
     """The space in which a model compares modalities `query` and `target`."""
-    spaces = metadata["spaces"]
-    common = [s for s in SPACE_PREFERENCE if s in spaces[query] and s in spaces[target]]
+    common = common_spaces(metadata, query, target)
     if not common:
         raise InputError(f"this model's {metadata['head_design']} head gives {query} and {target} "
                          "no common space: they cannot be compared")
@@ -70,10 +75,15 @@ def embed_query(model, text: str | None = None, audio: str | Path | None = None,
 
 
 def search(model, index, modality: str, query: dict[str, np.ndarray], target: str = "video",
-           k: int = 10) -> tuple[str, list]:
-    """(space, hits) of the `k` windows whose `target` modality best matches the query."""
+           k: int = 10, space: str | None = None) -> tuple[str, list]:
+    """(space, hits) of the `k` windows whose `target` modality best matches the query, in `space`
+    (default: the finest space the two modalities share)."""
     if k < 1:
         raise InputError(f"k must be at least 1; got {k}")
     index.check_model(model.metadata)
-    space = space_between(model.metadata, modality, target)
+    if space is None:
+        space = space_between(model.metadata, modality, target)
+    elif space not in common_spaces(model.metadata, modality, target):
+        raise InputError(f"{modality} and {target} do not share space {space!r}; they share "
+                         f"{', '.join(common_spaces(model.metadata, modality, target)) or 'none'}")
     return space, index.search(space, target, query[space], k)

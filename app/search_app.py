@@ -1,0 +1,175 @@
+"""The Gradio cross-modal search app: query by text, audio or video, see the best clips play.
+
+`SearchService` does the work (embed the query, rank the index, cut clips) and knows nothing of
+Gradio; `build_app` lays out the page; `serve` starts it on this machine only, with analytics off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from mmv_tf.errors import InputError
+
+# Before gradio is imported: no usage statistics, no Hugging Face telemetry, no version check.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+MAX_UPLOAD_MB = 50
+TARGETS = ("video", "audio", "text")
+AUTO_SPACE = "auto"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipHit:
+    rank: int
+    score: float
+    video_id: str
+    start: float
+    end: float
+    caption: str
+    clip: str | None  # a playable mp4 around the hit; None where the source video is gone
+
+    @property
+    def label(self) -> str:
+        said = f' · "{self.caption}"' if self.caption else ""
+        return f"#{self.rank} {self.score:.3f} · {self.video_id} {self.start:.1f}-{self.end:.1f} s{said}"
+
+
+class SearchService:
+    """An exported model and an index of the same spaces; `query` returns ranked, playable hits."""
+
+    def __init__(self, model_path: str | Path, index_path: str | Path, clip_cache: str | Path):
+        from mmv_tf.index import SearchIndex
+        from mmv_tf.saved_model import ExportedModel
+
+        self.index = SearchIndex(index_path)
+        self.model = ExportedModel(model_path)
+        self.index.check_model(self.model.metadata)
+        self.clip_cache = Path(clip_cache)
+        self.sources = {item["video_id"]: item["source"] for item in self.index.items["windows"]}
+
+    def spaces(self) -> list[str]:
+        return sorted({s for spaces in self.model.metadata["spaces"].values() for s in spaces})
+
+    def summary(self) -> dict:
+        """What the model panel shows: the model's metadata and what the index holds."""
+        return {"model": self.model.metadata,
+                "index": {"path": str(self.index.path), "videos": len(self.sources),
+                          "windows": len(self.index.items["windows"]),
+                          "captions": len(self.index.items["captions"])}}
+
+    def query(self, modality: str, value, target: str = "video", space: str | None = None,
+              k: int = 10) -> tuple[str, list[ClipHit]]:
+        """(space, hits) for a text or a media file path `value` of `modality`."""
+        from mmv_tf.search import embed_query, search
+
+        from .clips import cut_clip
+
+        if value is None or (modality == "text" and not str(value).strip()):
+            raise InputError(f"give a {modality} query first")
+        if modality != "text":
+            check_upload(Path(value))
+        modality, query = embed_query(self.model, **{modality: value})
+        space, hits = search(self.model, self.index, modality, query, target, int(k), space)
+        results = []
+        for hit in hits:
+            item = hit.item
+            source = self.sources.get(item["video_id"])
+            clip = None
+            if source and Path(source).is_file():
+                clip = str(cut_clip(source, item["start"], item["end"], self.clip_cache))
+            results.append(ClipHit(hit.rank, hit.score, item["video_id"], item["start"], item["end"],
+                                   item.get("caption") or item.get("text") or "", clip))
+        return space, results
+
+
+def check_upload(path: Path) -> None:
+    """Refuse a missing, empty or oversized upload before decoding it."""
+    if not path.is_file() or path.stat().st_size == 0:
+        raise InputError(f"{path.name}: the upload is missing or empty")
+    if path.stat().st_size > MAX_UPLOAD_MB * 2**20:
+        raise InputError(f"{path.name}: {path.stat().st_size / 2**20:.0f} MB is over the "
+                         f"{MAX_UPLOAD_MB} MB limit")
+
+
+def _fonts_of_this_machine():
+    """A theme that names only fonts the browser has, so the page loads nothing from elsewhere."""
+    import gradio as gr
+
+    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                             font_mono=["ui-monospace", "monospace"])
+
+
+def build_app(service: SearchService):
+    """The page: query tabs (text, audio, video), target and space, a gallery of clips, a table."""
+    import gradio as gr
+
+    def run(modality: str):
+        def handler(value, target, space, k):
+            try:
+                used, hits = service.query(modality, value, target,
+                                           None if space == AUTO_SPACE else space, k)
+            except InputError as error:  # bad or oversized upload, empty query, space mismatch
+                raise gr.Error(str(error)) from None
+            gallery = [(h.clip, h.label) for h in hits if h.clip]
+            table = [[h.rank, round(h.score, 4), h.video_id, h.start, h.end, h.caption] for h in hits]
+            status = f"**{len(hits)}** {target} results for the {modality} query, compared in space `{used}`."
+            return gallery, table, status
+        return handler
+
+    with gr.Blocks(title="mmv-tf search", analytics_enabled=False) as page:
+        gr.Markdown("# mmv-tf cross-modal search\nFind the moments of the corpus that match a "
+                    "sentence, a sound or a video clip. Scores are cosine similarities.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                with gr.Tab("Text"):
+                    text = gr.Textbox(label="Query", placeholder="a three moving up", lines=1)
+                    text_button = gr.Button("Search", variant="primary", elem_id="search-text")
+                with gr.Tab("Audio"):
+                    audio = gr.Audio(label="Sound (upload or record)", type="filepath",
+                                     sources=["upload", "microphone"])
+                    audio_button = gr.Button("Search", variant="primary", elem_id="search-audio")
+                with gr.Tab("Video"):
+                    video = gr.Video(label="Video clip", sources=["upload"], format=None)
+                    video_button = gr.Button("Search", variant="primary", elem_id="search-video")
+                target = gr.Radio(list(TARGETS), value="video", label="Find",
+                                  info="video or audio: windows of the corpus; text: its captions")
+                space = gr.Radio([AUTO_SPACE, *service.spaces()], value=AUTO_SPACE, label="Space",
+                                 info="auto: the finest space the pair shares "
+                                      "(audio-video in va, anything with text in vat)")
+                k = gr.Slider(1, 50, value=10, step=1, label="Results")
+                with gr.Accordion("Model and index", open=False):
+                    gr.JSON(json.loads(json.dumps(service.summary())), label="metadata")
+            with gr.Column(scale=2):
+                status = gr.Markdown("Type a query and press Search.", elem_id="status")
+                gallery = gr.Gallery(label="Best matches", columns=4, height="auto",
+                                     elem_id="results", object_fit="contain")
+                table = gr.Dataframe(headers=["rank", "score", "video", "start", "end", "caption"],
+                                     label="Ranked results", interactive=False)
+        outputs = [gallery, table, status]
+        options = [target, space, k]
+        for modality, box, button in (("text", text, text_button), ("audio", audio, audio_button),
+                                      ("video", video, video_button)):
+            button.click(run(modality), [box, *options], outputs, api_name=f"search_{modality}")
+        text.submit(run("text"), [text, *options], outputs, api_name=False)
+    return page
+
+
+def serve(model_path: str | Path, index_path: str | Path, host: str = "127.0.0.1",
+          port: int | None = None, block: bool = True):
+    """Start the app; with `block=False` return (page, url) and leave it running in a thread."""
+    clip_cache = Path(tempfile.mkdtemp(prefix="mmv-tf-clips-"))
+    service = SearchService(model_path, index_path, clip_cache)
+    page = build_app(service)
+    page.queue(default_concurrency_limit=1)  # one model: queries take turns
+    _, url, _ = page.launch(server_name=host, server_port=port, share=False, inbrowser=False,
+                            max_file_size=f"{MAX_UPLOAD_MB}mb", allowed_paths=[],
+                            enable_monitoring=False, ssr_mode=False, footer_links=[], show_error=True,
+                            prevent_thread_lock=not block, quiet=not block,
+                            theme=_fonts_of_this_machine())
+    return page, url

@@ -1,0 +1,225 @@
+"""The search app and `mmv-tf demo`: the demo workspace, the running app driven by gradio_client,
+and a headless Chromium that types a query and screenshots the results."""
+
+import io
+import json
+import shutil
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+from browser import Browser
+from gradio_client import Client, handle_file
+from mmv_tf.app import search_app
+from mmv_tf.app.workspace import prepare_demo
+from mmv_tf.cli.main import DEFAULT_MODEL, app
+from typer.testing import CliRunner
+
+from mmv_tf.data.media import decode_video
+from mmv_tf.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def workspace(demo, tmp_path_factory):
+    """A demo workspace over the 20-video test corpus, embedded (all splits) with the default model."""
+    root = tmp_path_factory.mktemp("workspace")
+    (root / "corpus").symlink_to(demo, target_is_directory=True)
+    said = []
+    space = prepare_demo(root, DEFAULT_MODEL, split=None, say=said.append)
+    assert [line.split(":")[0] for line in said] == ["corpus", "embeddings", "index"]
+    assert "reusing" in said[0] and "embedding" in said[1] and "indexing" in said[2]
+    return space
+
+
+@pytest.fixture(scope="module")
+def server(workspace):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    page, url = search_app.serve(DEFAULT_MODEL, workspace.index, port=port, block=False)
+    yield url
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server, verbose=False)
+
+
+def corpus_ids(demo) -> set[str]:
+    return {json.loads(line)["id"] for line in (demo / "manifest.jsonl").read_text().splitlines()}
+
+
+def check_ranked_clips(result, demo, k):
+    gallery, table, status = result
+    rows = table["data"]
+    assert len(rows) == len(gallery) == k
+    assert [r[0] for r in rows] == list(range(1, k + 1))
+    scores = [r[1] for r in rows]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+    assert {r[2] for r in rows} <= corpus_ids(demo)
+    for row, item in zip(rows, gallery):
+        assert item["video"].endswith(".mp4") and f"#{row[0]} " in item["caption"]
+    clip = decode_video(gallery[0]["video"])  # a playable clip: 3 s around the hit, with sound
+    assert clip.duration == pytest.approx(3.0, abs=0.15) and clip.has_audio
+    return rows, status
+
+
+def test_demo_workspace_is_reused_and_remade_for_another_model(workspace, small_savedmodel):
+    index_made = (workspace.index / "index.json").stat().st_mtime_ns
+    said = []
+    prepare_demo(workspace.root, DEFAULT_MODEL, split=None, say=said.append)
+    assert all("reusing" in line for line in said) and len(said) == 3
+    assert (workspace.index / "index.json").stat().st_mtime_ns == index_made
+
+    other = workspace.root.parent / "other"
+    (other / "corpus").parent.mkdir()
+    (other / "corpus").symlink_to(workspace.corpus, target_is_directory=True)
+    shutil.copytree(workspace.embeddings, other / "embeddings")
+    said = []
+    prepare_demo(other, small_savedmodel[1], split="test", say=said.append)
+    assert "embedding the test split" in said[1] and "indexing" in said[2]
+    index = json.loads((other / "index" / "index.json").read_text())
+    assert index["model"]["spaces"]["video"]["vat"] == 16  # the small model's, not the default's
+
+
+def test_demo_generates_a_missing_corpus(demo, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_generate(out, videos, seed):
+        calls.append((videos, seed))
+        shutil.copytree(demo, out)
+
+    monkeypatch.setattr("mmv_tf.data.demo.generate_demo_corpus", fake_generate)
+    with pytest.raises(InputError, match="no-model"):  # the corpus is made before the model loads
+        prepare_demo(tmp_path / "ws", tmp_path / "no-model", videos=40, seed=5, say=lambda _: None)
+    assert calls == [(40, 5)] and (tmp_path / "ws" / "corpus" / "manifest.jsonl").is_file()
+
+
+def test_cli_demo_prepare_only_and_app_refusals(workspace):
+    runner = CliRunner()
+    result = runner.invoke(app, ["demo", "--dir", str(workspace.root), "--split", "all",
+                                 "--prepare-only"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("reusing") == 3
+    result = runner.invoke(app, ["app", "--index", str(workspace.root / "no-index")])
+    assert result.exit_code == 1 and "not a finished index" in result.output
+    assert "127.0.0.1" in runner.invoke(app, ["app", "--help"]).output
+
+
+def test_text_query_ranks_corpus_clips(client, demo):
+    rows, status = check_ranked_clips(
+        client.predict("a seven moves to the left", "video", "auto", 10, api_name="/search_text"),
+        demo, 10)
+    assert "space `vat`" in status
+    captions = client.predict("a seven moves to the left", "text", "auto", 5,
+                              api_name="/search_text")[1]["data"]
+    assert len(captions) == 5 and all(r[5] for r in captions)  # captions carry their text
+
+
+def test_audio_and_video_queries_rank_corpus_clips(client, demo, tmp_path):
+    source = demo / "videos" / "demo_00003.mp4"
+    rows, status = check_ranked_clips(
+        client.predict(handle_file(str(source)), "video", "auto", 5, api_name="/search_audio"),
+        demo, 5)
+    assert "space `va`" in status
+    query = first_window_of(source, tmp_path / "query.mp4")
+    rows, status = check_ranked_clips(
+        client.predict(handle_file(str(query)), "video", "va", 5, api_name="/search_video"),
+        demo, 5)
+    assert rows[0][2:5] == ["demo_00003", 0.0, 1.6]  # the window the query was cut from
+
+
+def first_window_of(source: Path, out: Path) -> Path:
+    """The first 1.6 s (one window of the default model) of a corpus video, as its own file."""
+    from mmv_tf.app.clips import rgb_frames
+
+    from mmv_tf.data.media import write_mp4
+
+    decoded = decode_video(source, 10.0, 96)
+    write_mp4(out, rgb_frames(decoded.jpeg_frames[:16]), 10, decoded.waveform[:25600], 16000)
+    return out
+
+
+def test_bad_queries_get_a_message(client, tmp_path, monkeypatch):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="give a text query first"):
+        client.predict("   ", "video", "auto", 10, api_name="/search_text")
+    with pytest.raises(AppError, match="do not share space 'va'"):
+        client.predict("a three", "video", "va", 10, api_name="/search_text")
+    fake = tmp_path / "notes.wav"
+    fake.write_text("not a sound")
+    with pytest.raises(AppError, match="notes"):
+        client.predict(handle_file(str(fake)), "video", "auto", 10, api_name="/search_audio")
+    monkeypatch.setattr(search_app, "MAX_UPLOAD_MB", 0.001)
+    with pytest.raises(AppError, match="over the 0.001 MB limit"):
+        client.predict(handle_file(str(demo_video(tmp_path))), "video", "auto", 3,
+                       api_name="/search_video")
+
+
+def demo_video(tmp_path) -> Path:
+    from mmv_tf.data.media import write_mp4
+
+    path = tmp_path / "clip.mp4"
+    write_mp4(path, np.full((20, 64, 64, 3), 90, np.uint8), 10)
+    return path
+
+
+def test_serves_only_clips_on_this_machine(server, client, demo):
+    assert server.startswith("http://127.0.0.1:")
+    gallery = client.predict("a three moves up", "video", "auto", 1, api_name="/search_text")[0]
+    clip_url = f"{server}gradio_api/file={gallery[0]['video']}"
+    assert urllib.request.urlopen(clip_url).status == 200
+    for private in (DEFAULT_MODEL / "mmv_tf.json", demo / "manifest.jsonl"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{server}gradio_api/file={private}")
+        assert refused.value.code == 403
+
+
+def colourful_share(png: bytes, box: dict) -> float:
+    """Share of pixels in `box` (x, y, width, height) whose channels differ by over 20: the clips'
+    textured frames, not the page's white and grey."""
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), np.int16)
+    x, y, w, h = (int(box[key]) for key in ("x", "y", "width", "height"))
+    region = pixels[y:y + h, x:x + w]
+    return float(np.mean(region.max(axis=-1) - region.min(axis=-1) > 20))
+
+
+def test_browser_text_query_shows_clips(server, tmp_path):
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.call("Network.enable")
+        browser.call("Page.enable")
+        browser.call("Page.navigate", {"url": server})
+        browser.wait_for("!!(document.querySelector('#search-text') && document.querySelector('#results'))")
+        gallery_box = "(() => { const r = document.querySelector('#results').getBoundingClientRect();" \
+                      " return {x: r.x, y: r.y, width: r.width, height: r.height}; })()"
+        before = colourful_share(browser.screenshot(), browser.evaluate(gallery_box))
+        browser.evaluate("""(() => { const box = document.querySelector('textarea');
+            box.value = 'a three moves up'; box.dispatchEvent(new Event('input', {bubbles: true}));
+            document.querySelector('#search-text').click(); return true; })()""")
+        shown = browser.wait_for("document.querySelectorAll('#results video').length")
+        deadline = time.monotonic() + 30
+        while True:  # until the clips' first frames are painted
+            png = browser.screenshot()
+            after = colourful_share(png, browser.evaluate(gallery_box))
+            if after > 0.3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        (tmp_path / "app_screenshot.png").write_bytes(png)
+        status = browser.evaluate("document.querySelector('#status').innerText")
+        hosts = {urlsplit(url).netloc for url in browser.requested_urls()
+                 if urlsplit(url).scheme in ("http", "https", "ws", "wss")}  # not data: or blob:
+    finally:
+        browser.close()
+    assert shown == 10 and status.startswith("10 video results")
+    assert before < 0.02 and after > 0.3, (before, after)
+    assert hosts == {server.split("/")[2]}  # the page loads nothing from elsewhere

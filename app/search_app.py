@@ -1,4 +1,5 @@
-"""The Gradio cross-modal search app: query by text, audio or video, see the best clips play.
+"""The Gradio cross-modal search app: query by text, audio, video or (with a deflated model) an
+image, and see the best clips play.
 
 `SearchService` does the work (embed the query, rank the index, cut clips) and knows nothing of
 Gradio; `build_app` lays out the page; `serve` starts it on this machine only, with analytics off.
@@ -43,13 +44,20 @@ class ClipHit:
 class SearchService:
     """An exported model and an index of the same spaces; `query` returns ranked, playable hits."""
 
-    def __init__(self, model_path: str | Path, index_path: str | Path, clip_cache: str | Path):
+    def __init__(self, model_path: str | Path, index_path: str | Path, clip_cache: str | Path,
+                 image_model_path: str | Path | None = None):
         from mmv_tf.index import SearchIndex
         from mmv_tf.saved_model import ExportedModel
 
         self.index = SearchIndex(index_path)
         self.model = ExportedModel(model_path)
         self.index.check_model(self.model.metadata)
+        self.image_model = None
+        if image_model_path is not None:  # a deflated image model: images land where videos do
+            self.image_model = ExportedModel(image_model_path)
+            if self.image_model.metadata["spaces"].get("image") != self.model.metadata["spaces"]["video"]:
+                raise InputError(f"{image_model_path} is not a deflated model of the video model's "
+                                 f"spaces {self.model.metadata['spaces']['video']}")
         self.clip_cache = Path(clip_cache)
         self.sources = {item["video_id"]: item["source"] for item in self.index.items["windows"]}
 
@@ -74,7 +82,10 @@ class SearchService:
             raise InputError(f"give a {modality} query first")
         if modality != "text":
             check_upload(Path(value))
-        modality, query = embed_query(self.model, **{modality: value})
+        if modality == "image":
+            modality, query = "video", self._embed_image(Path(value))  # compared as a still video
+        else:
+            modality, query = embed_query(self.model, **{modality: value})
         space, hits = search(self.model, self.index, modality, query, target, int(k), space)
         results = []
         for hit in hits:
@@ -86,6 +97,18 @@ class SearchService:
             results.append(ClipHit(hit.rank, hit.score, item["video_id"], item["start"], item["end"],
                                    item.get("caption") or item.get("text") or "", clip))
         return space, results
+
+
+    def _embed_image(self, path: Path) -> dict:
+        from mmv_tf.export import space_embeddings
+        from mmv_tf.images import load_images
+
+        if self.image_model is None:
+            raise InputError("image queries need a deflated image model (mmv-tf app --image-model)")
+        loaded = load_images([path], self.image_model.image_size)
+        if not loaded.paths:
+            raise InputError(f"{path.name}: not a readable image")
+        return {s: v[0] for s, v in space_embeddings(self.image_model.embed_images(loaded.images)).items()}
 
 
 def check_upload(path: Path) -> None:
@@ -137,6 +160,10 @@ def build_app(service: SearchService):
                 with gr.Tab("Video"):
                     video = gr.Video(label="Video clip", sources=["upload"], format=None)
                     video_button = gr.Button("Search", variant="primary", elem_id="search-video")
+                with gr.Tab("Image", visible=service.image_model is not None):
+                    image = gr.Image(label="Picture (deflated model)", type="filepath",
+                                     sources=["upload"])
+                    image_button = gr.Button("Search", variant="primary", elem_id="search-image")
                 target = gr.Radio(list(TARGETS), value="video", label="Find",
                                   info="video or audio: windows of the corpus; text: its captions")
                 space = gr.Radio([AUTO_SPACE, *service.spaces()], value=AUTO_SPACE, label="Space",
@@ -154,17 +181,17 @@ def build_app(service: SearchService):
         outputs = [gallery, table, status]
         options = [target, space, k]
         for modality, box, button in (("text", text, text_button), ("audio", audio, audio_button),
-                                      ("video", video, video_button)):
+                                      ("video", video, video_button), ("image", image, image_button)):
             button.click(run(modality), [box, *options], outputs, api_name=f"search_{modality}")
         text.submit(run("text"), [text, *options], outputs, api_name=False)
     return page
 
 
 def serve(model_path: str | Path, index_path: str | Path, host: str = "127.0.0.1",
-          port: int | None = None, block: bool = True):
+          port: int | None = None, block: bool = True, image_model_path: str | Path | None = None):
     """Start the app; with `block=False` return (page, url) and leave it running in a thread."""
     clip_cache = Path(tempfile.mkdtemp(prefix="mmv-tf-clips-"))
-    service = SearchService(model_path, index_path, clip_cache)
+    service = SearchService(model_path, index_path, clip_cache, image_model_path)
     page = build_app(service)
     page.queue(default_concurrency_limit=1)  # one model: queries take turns
     _, url, _ = page.launch(server_name=host, server_port=port, share=False, inbrowser=False,

@@ -94,6 +94,24 @@ def data_demo(
     typer.echo(f"wrote {videos} videos and {manifest}")
 
 
+@data_app.command("digits")
+@reports_input_errors
+def data_digits(
+    out: Path = typer.Option(..., "--out", help="Folder to write, one sub-folder per digit."),
+    split: str = typer.Option("test", "--split", help="Whose digit images: train, val or test "
+                                                      "(test: unseen in training)."),
+    per_class: int = typer.Option(30, "--per-class", min=2, help="Images per digit."),
+    seed: int = typer.Option(0, "--seed", help="Seed (the corpus's seed keeps the splits apart)."),
+) -> None:
+    """Write still pictures of the demo's handwritten digits, labelled by folder, for classification."""
+    from mmv_tf.data.demo import write_digit_images
+
+    if split not in ("train", "val", "test"):
+        raise typer.BadParameter(f"split must be train, val or test; got {split!r}")
+    write_digit_images(out, split, per_class, seed)
+    typer.echo(f"wrote {10 * per_class} digit images ({split} split) into {out}")
+
+
 @data_app.command("ingest")
 @reports_input_errors
 def data_ingest(
@@ -292,14 +310,14 @@ def evaluate(
 DEFAULT_WORKSPACE = Path("data") / "demo-app"
 
 
-def _serve(model: Path, index: Path, host: str, port: int) -> None:
+def _serve(model: Path, index: Path, host: str, port: int, image_model: Path | None = None) -> None:
     from mmv_tf.app.search_app import serve
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.secho(f"note: serving on {host}: other machines on that network can reach the app",
                     err=True, fg=typer.colors.YELLOW)
     typer.echo(f"starting the search app on http://{host}:{port} (Ctrl+C stops it)")
-    serve(model, index, host, port)
+    serve(model, index, host, port, image_model_path=image_model)
 
 
 @app.command("app")
@@ -312,9 +330,12 @@ def app_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (this machine only by "
                                                          "default)."),
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="Port to listen on."),
+    image_model: Path = typer.Option(None, "--image-model",
+                                     help="Deflated image model of --model (`mmv-tf deflate`): adds "
+                                          "image queries."),
 ) -> None:
-    """Start the Gradio search app over an index: query by text, sound or video, watch the hits."""
-    _serve(model, index, host, port)
+    """Start the Gradio search app over an index: query by text, sound, video or image."""
+    _serve(model, index, host, port, image_model)
 
 
 @app.command()
@@ -339,6 +360,127 @@ def demo(
                          say=typer.echo)
     if not prepare_only:
         _serve(model, space.index, host, port)
+
+
+def _deflation_images(source: Path, size: int, count: int):
+    """Images from an image folder, or frames sampled from the train videos of a media corpus."""
+    from mmv_tf.images import corpus_frames, image_files, read_image_folder
+
+    if not source.exists():
+        raise FileNotFoundError(f"{source} does not exist: pass --images (a folder of images or a "
+                                "video corpus), or run `mmv-tf demo --prepare-only` to make the demo corpus")
+    if source.is_dir() and image_files(source):
+        loaded = read_image_folder(source, size)
+        for note in loaded.notes:
+            typer.echo(f"note: {note}", err=True)
+        return loaded.images
+    typer.echo(f"sampling {count} frames from the train videos of {source}")
+    return corpus_frames(source, size, count)
+
+
+@app.command()
+@reports_input_errors
+def deflate(
+    model: Path = typer.Option(DEFAULT_MODEL, "--model", help="Exported video model folder."),
+    out: Path = typer.Option(..., "--out", help="Image model folder to write."),
+    images: Path = typer.Option(DEFAULT_WORKSPACE / "corpus", "--images",
+                                help="Unlabelled images: a folder of images, or a video corpus whose "
+                                     "train frames are sampled [default: the demo corpus]."),
+    mode: str = typer.Option("bn", "--mode", help="naive (3D kernels summed over time) or bn (then "
+                                                   "BN gamma/beta tuned to match the video net)."),
+    frames: int = typer.Option(2000, "--frames", min=10, help="Frames sampled from a video corpus."),
+    epochs: int = typer.Option(4, "--epochs", min=1, help="Passes over the images (mode bn)."),
+    tsm_shift: str = typer.Option("remove", "--tsm-shift",
+                                  help="TSM only: remove the shift, or alpha (scale shifted channels)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
+) -> None:
+    """Turn a video model into an image model in the same spaces (signatures image and text)."""
+    from mmv_tf.deflation import DeflationError, DeflationSettings
+    from mmv_tf.deflation import deflate as deflate_network
+    from mmv_tf.export import export_image_network
+    from mmv_tf.saved_model import load_network, read_metadata
+
+    metadata = read_metadata(model)
+    if "video" not in metadata["signatures"]:
+        raise DeflationError(f"{model} has no video signature: it is not a video model")
+    settings = DeflationSettings(mode=mode, tsm_shift=tsm_shift, epochs=epochs)
+    network = load_network(model)
+    pictures = _deflation_images(images, metadata["video"]["image_size"], frames)
+    image_network, report = deflate_network(network, pictures, settings)
+    report.update(source_model=str(model), image_source=str(images))
+    export_image_network(image_network, out, source_metadata=metadata, deflation=report,
+                         overwrite=overwrite)
+    gap = f"L1 gap to the video net on {report['images']['held_out']} held-out images: " \
+          f"naive {report['l1_naive']:.4f}"
+    if "l1_tuned" in report:
+        gap += f", BN-tuned {report['l1_tuned']:.4f}"
+    typer.echo(f"{gap}\nwrote {mode} deflation of {model} to {out}")
+
+
+classify_app = typer.Typer(help="Classify images with a model: linear probe and zero-shot.",
+                           no_args_is_help=True)
+app.add_typer(classify_app, name="classify")
+
+
+@classify_app.command("fit")
+@reports_input_errors
+def classify_fit(
+    images: Path = typer.Argument(..., help="Labelled images: one sub-folder of images per class."),
+    model: Path = typer.Option(DEFAULT_MODEL, "--model",
+                               help="Image model from `mmv-tf deflate`, or a video model (images "
+                                    "become static videos)."),
+    out: Path = typer.Option(None, "--out", help="Folder to save the fitted linear probe in."),
+    held_out: float = typer.Option(0.25, "--held-out", min=0.01, max=0.9,
+                                   help="Share of each class kept out of fitting, to test on."),
+    template: str = typer.Option("{}", "--template",
+                                 help="Zero-shot text for a class name, e.g. 'a {}'."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split and the classifier."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a summary."),
+) -> None:
+    """Fit a linear probe on the model's features and test it, with zero-shot by class names."""
+    from mmv_tf.classify import evaluate_classification, save_probe
+    from mmv_tf.images import read_labelled_folder
+    from mmv_tf.saved_model import ExportedModel
+
+    exported = ExportedModel(model)
+    loaded, labels, classes = read_labelled_folder(images, exported.image_size)
+    for note in loaded.notes:
+        typer.echo(f"note: {note}", err=True)
+    result = evaluate_classification(exported, loaded.images, labels, classes, held_out, seed, template)
+    if out is not None:
+        save_probe(result, model, out)
+    summary = {k: v for k, v in result.items() if k != "probe"}
+    if as_json:
+        typer.echo(json.dumps(summary, indent=1))
+        return
+    typer.echo(f"{len(classes)} classes, {summary['images']['fit']} images fitted, "
+               f"{summary['images']['held_out']} held out:\n"
+               f"  linear probe accuracy {summary['linear_probe_accuracy']:.3f}\n"
+               f"  zero-shot accuracy    {summary['zero_shot_accuracy']:.3f} "
+               f"(in {summary['zero_shot_space']})\n  chance                {summary['chance']:.3f}")
+
+
+@classify_app.command("predict")
+@reports_input_errors
+def classify_predict(
+    files: list[Path] = typer.Argument(..., help="Images to classify."),
+    probe: Path = typer.Option(..., "--probe", help="Folder from `mmv-tf classify fit --out`."),
+) -> None:
+    """Predict the class of each image with a saved linear probe."""
+    from mmv_tf.classify import load_probe
+    from mmv_tf.images import ImageFolderError, load_images
+    from mmv_tf.saved_model import ExportedModel
+
+    classifier, info = load_probe(probe)
+    exported = ExportedModel(info["model"])
+    loaded = load_images(list(files), exported.image_size)
+    for note in loaded.notes:
+        typer.echo(f"note: {note}", err=True)
+    if not loaded.paths:
+        raise ImageFolderError("none of the files is a readable image")
+    predicted = classifier.predict(exported.embed_images(loaded.images)[info["feature"]])
+    for path, label in zip(loaded.paths, predicted):
+        typer.echo(f"{path}\t{info['classes'][label]}")
 
 
 def main() -> None:

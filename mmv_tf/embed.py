@@ -120,18 +120,25 @@ def _media_from_shards(folder: Path, split: str | None) -> Iterator[Media]:
                     bool(example["WAVEFORM/present"]), captions, example["labels/json"].decode())
 
 
+def centre_crop(image, size: int) -> np.ndarray:
+    """A PIL image -> float32 `[size, size, 3]` in [0, 1]: RGB, shorter side to `size`, centre crop."""
+    from PIL import Image
+
+    image = image.convert("RGB")
+    scale = size / min(image.size)
+    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+    image = image.resize((width, height), Image.BILINEAR)
+    left, top = (width - size) // 2, (height - size) // 2
+    return np.asarray(image.crop((left, top, left + size, top + size)), np.float32) / 255.0
+
+
 def clip_frames(jpeg_frames: list[bytes], size: int) -> np.ndarray:
     """JPEG frames -> float32 `[F, size, size, 3]` in [0, 1]: shorter side to `size`, centre crop."""
     from PIL import Image
 
     out = np.empty((len(jpeg_frames), size, size, 3), np.float32)
     for index, jpeg in enumerate(jpeg_frames):
-        image = Image.open(io.BytesIO(jpeg)).convert("RGB")
-        scale = size / min(image.size)
-        width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-        image = image.resize((width, height), Image.BILINEAR)
-        left, top = (width - size) // 2, (height - size) // 2
-        out[index] = np.asarray(image.crop((left, top, left + size, top + size)), np.float32) / 255.0
+        out[index] = centre_crop(Image.open(io.BytesIO(jpeg)), size)
     return out
 
 

@@ -60,16 +60,10 @@ def export_network(network, out: str | Path, *, name: str | None = None, trainin
     `training` (e.g. {"steps": 600, "run": "runs/demo", "config": {...}}) goes into the metadata.
     The folder appears whole or not at all.
     """
-    import keras
     import tensorflow as tf
 
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise ExportError(f"{out} already exists (pass overwrite to replace it)")
-    tokenizer = network.make_tokenizer()
-    tokenizer(tf.constant([""]))  # build, so that its lookup tables can be tracked
-    archive = keras.export.ExportArchive()
-    archive.track(tokenizer)  # its lookup tables; the network's variables come with the endpoints
+    archive, tokenizer = _archive_with_tokenizer(network, out, overwrite)
 
     def outputs_of(modality, inputs):
         return dict(network(inputs, training=False)[modality])
@@ -80,25 +74,76 @@ def export_network(network, out: str | Path, *, name: str | None = None, trainin
                          [tf.TensorSpec([None, None], tf.float32, name="audio")])
     archive.add_endpoint("text", lambda text: outputs_of("text", {"text": tokenizer(text)}),
                          [tf.TensorSpec([None], tf.string, name="text")])
-    # The underlying tf.Variables, in the network's order: the ones the endpoints capture, so each is
-    # saved once (tracking the Keras wrappers as well would store every weight twice).
-    archive.add_variable_collection(NETWORK_VARIABLES, [v.value for v in network.variables])
     metadata = {
         "format": "mmv_tf.savedmodel", "format_version": FORMAT_VERSION,
         "name": name or out.name,
         "preset": (training or {}).get("preset"),
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "created": _now(),
         "signatures": {"video": "float32 [B,T,H,W,3] in [0,1]", "audio": "float32 [B,N] in [-1,1]",
                        "text": "string [B]"},
         **describe_network(network),
         "training": training or {},
     }
+    return _write(archive, network, metadata, out)
+
+
+def export_image_network(image_network, out: str | Path, *, source_metadata: dict, deflation: dict,
+                         overwrite: bool = False) -> Path:
+    """Write a deflated `ImageMMV` as a SavedModel with signatures `image` (float32 `[B, H, W, 3]`
+    in [0, 1] -> before_head and the video's spaces) and `text` (as the source model's)."""
+    import tensorflow as tf
+
+    out = Path(out)
+    network = image_network.network
+    archive, tokenizer = _archive_with_tokenizer(network, out, overwrite)
+    archive.add_endpoint("image", lambda image: dict(image_network(image, training=False)),
+                         [tf.TensorSpec([None, None, None, 3], tf.float32, name="image")])
+    archive.add_endpoint(
+        "text", lambda text: dict(network({"text": tokenizer(text)}, training=False)["text"]),
+        [tf.TensorSpec([None], tf.string, name="text")])
+    described = describe_network(network)
+    metadata = {
+        **source_metadata, "name": out.name, "created": _now(),
+        "signatures": {"image": "float32 [B,H,W,3] in [0,1]", "text": "string [B]"},
+        "spaces": {"image": described["spaces"]["video"], "text": described["spaces"]["text"]},
+        "before_head": {"image": described["before_head"]["video"],
+                        "text": described["before_head"]["text"]},
+        "deflation": deflation,
+    }
+    return _write(archive, image_network, metadata, out)
+
+
+def _archive_with_tokenizer(network, out: Path, overwrite: bool):
+    """(a new ExportArchive tracking `network`'s tokenizer, the tokenizer), once `out` may be written."""
+    import keras
+    import tensorflow as tf
+
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out} already exists (pass overwrite to replace it)")
+    tokenizer = network.make_tokenizer()
+    tokenizer(tf.constant([""]))  # build, so that its lookup tables can be tracked
+    archive = keras.export.ExportArchive()
+    archive.track(tokenizer)  # its lookup tables; the network's variables come with the endpoints
+    return archive, tokenizer
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def _write(archive, keras_object, metadata: dict, out: Path) -> Path:
+    """Write the archive, the metadata and the Keras config into folder `out`, whole or not at all."""
+    import keras
+
+    # The underlying tf.Variables, in the object's order: the ones the endpoints capture, so each is
+    # saved once (tracking the Keras wrappers as well would store every weight twice).
+    archive.add_variable_collection(NETWORK_VARIABLES, [v.value for v in keras_object.variables])
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as partial:
         archive.write_out(str(partial), verbose=False)
         (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
         (partial / KERAS_CONFIG_FILE).write_text(
-            json.dumps(keras.saving.serialize_keras_object(network)) + "\n", encoding="utf-8")
+            json.dumps(keras.saving.serialize_keras_object(keras_object)) + "\n", encoding="utf-8")
     return out
 
 

@@ -82,6 +82,23 @@ class ExportedModel:
                              f"samples at {self.sample_rate} Hz; got {list(waveform.shape)}")
         return self._batched("audio", waveform)
 
+    @property
+    def is_image_model(self) -> bool:
+        """Whether this is a deflated image model (signature `image`) rather than a video model."""
+        return "image" in self.metadata["signatures"]
+
+    def embed_images(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Images float `[B, H, W, 3]` in [0, 1]: through the `image` signature of a deflated model,
+        or, for a video model, the video signature on the static videos that repeat them."""
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim != 4 or images.shape[-1] != 3 or not len(images):
+            raise InputError(f"images must have shape [B, H, W, 3] with B >= 1; got {list(images.shape)}")
+        if self.is_image_model:
+            return self._batched("image", images)
+        from mmv_tf.deflation import static_videos
+
+        return self.embed_video(static_videos(images, self.num_frames))
+
     def embed_text(self, texts: list[str]) -> dict[str, np.ndarray]:
         """One embedding per string; empty strings are refused."""
         texts = list(texts)
@@ -91,11 +108,14 @@ class ExportedModel:
 
 
 def load_network(path: str | Path):
-    """The Keras `MMV` network of an exported model, weights included (TensorFlow backend)."""
+    """The Keras network of an exported model (`MMV`, or `ImageMMV` for a deflated one), weights
+    included (TensorFlow backend)."""
     import keras
     import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (the saved graph holds the tokeniser's ops)
 
-    import mmv_tf.models.presets  # noqa: F401  (registers the layers for deserialisation)
+    import mmv_tf.deflation  # noqa: F401  (registers the layers for deserialisation)
+    import mmv_tf.models.presets  # noqa: F401
 
     path = Path(path)
     read_metadata(path)

@@ -16,8 +16,10 @@ import pytest
 from browser import Browser
 from gradio_client import Client, handle_file
 from mmv_tf.app import search_app
+from mmv_tf.app.clips import rgb_frames
 from mmv_tf.app.workspace import prepare_demo
 from mmv_tf.cli.main import DEFAULT_MODEL, app
+from PIL import Image
 from typer.testing import CliRunner
 
 from mmv_tf.data.media import decode_video
@@ -37,11 +39,24 @@ def workspace(demo, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(workspace):
+def image_model(tmp_path_factory):
+    """The naive deflation of the default model, for image queries."""
+    from mmv_tf.deflation import DeflationSettings, deflate
+    from mmv_tf.export import export_image_network
+    from mmv_tf.saved_model import load_network, read_metadata
+
+    image_network, report = deflate(load_network(DEFAULT_MODEL), None, DeflationSettings(mode="naive"))
+    return export_image_network(image_network, tmp_path_factory.mktemp("image") / "naive",
+                                source_metadata=read_metadata(DEFAULT_MODEL), deflation=report)
+
+
+@pytest.fixture(scope="module")
+def server(workspace, image_model):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    page, url = search_app.serve(DEFAULT_MODEL, workspace.index, port=port, block=False)
+    page, url = search_app.serve(DEFAULT_MODEL, workspace.index, port=port, block=False,
+                                 image_model_path=image_model)
     yield url
     page.close()
 
@@ -133,6 +148,12 @@ def test_audio_and_video_queries_rank_corpus_clips(client, demo, tmp_path):
         client.predict(handle_file(str(query)), "video", "va", 5, api_name="/search_video"),
         demo, 5)
     assert rows[0][2:5] == ["demo_00003", 0.0, 1.6]  # the window the query was cut from
+    picture = tmp_path / "frame.png"
+    Image.fromarray(rgb_frames(decode_video(query).jpeg_frames[8:9])[0]).save(picture)
+    rows, status = check_ranked_clips(
+        client.predict(handle_file(str(picture)), "video", "auto", 5, api_name="/search_image"),
+        demo, 5)
+    assert "image query" in status and "space `va`" in status  # a still, compared as a video
 
 
 def first_window_of(source: Path, out: Path) -> Path:

@@ -189,3 +189,28 @@ def generate_demo_corpus(out_dir: str | Path, num_videos: int = 1000, seed: int 
     manifest = out_dir / "manifest.jsonl"
     write_text_atomically(manifest, "".join(json.dumps(r) + "\n" for r in records))
     return manifest
+
+
+def write_digit_images(out_dir: str | Path, split: str = "test", per_class: int = 30, seed: int = 0,
+                       settings: DemoSettings | None = None) -> Path:
+    """Still pictures of the corpus's digits for classification: `out_dir/<digit word>/NNN.png`, one
+    sprite of the `split`'s digit images (by default unseen in training) on a texture, at a random
+    place. Written whole or not at all; returns `out_dir`."""
+    from PIL import Image
+
+    settings = settings or DemoSettings()
+    images, labels = synth.digit_images()
+    pool = synth.split_digit_pools(seed)[split]
+    rng = np.random.default_rng([seed, 11])
+    with atomic_path(out_dir) as partial:
+        for digit, word in enumerate(synth.DIGIT_WORDS):
+            (partial / word).mkdir(parents=True)
+            choices = pool[labels[pool] == digit]
+            for number, index in enumerate(rng.choice(choices, per_class, replace=len(choices) < per_class)):
+                frame = synth.background(rng, settings.frame_size)
+                rgb, alpha = synth.sprite(images[index], rng)
+                far = settings.frame_size - alpha.shape[0]
+                synth.paste(frame, rgb, alpha, rng.uniform(0, far), rng.uniform(0, far))
+                Image.fromarray((np.clip(frame, 0, 1) * 255).astype(np.uint8)).save(
+                    partial / word / f"{number:03d}.png")
+    return Path(out_dir)

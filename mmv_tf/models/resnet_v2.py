@@ -49,6 +49,29 @@ class TemporalShift(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mmv_tf")
+class DeflatedShift(layers.Layer):
+    """What a deflated TSM block does in place of the shift, on images `[B, H, W, C]` -> same shape:
+    the two shifted groups of channels are swapped and scaled by `alpha`, a middle ground between
+    a static video (shift changes nothing) and a lone frame (shifted channels see zeros)."""
+
+    def __init__(self, fraction: float = 0.125, alpha: float = 0.3, **kwargs):
+        super().__init__(**kwargs)
+        self.fraction = fraction
+        self.alpha = alpha
+
+    def call(self, x):
+        n = int(x.shape[-1] * self.fraction)
+        return ops.concatenate([self.alpha * x[..., n:2 * n], self.alpha * x[..., :n], x[..., 2 * n:]],
+                               axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "fraction": self.fraction, "alpha": self.alpha}
+
+
+@keras.saving.register_keras_serializable(package="mmv_tf")
 class FramesToBatch(layers.Layer):
     """`[B, T, H, W, C]` -> `[B*T, H, W, C]`."""
 
@@ -78,8 +101,10 @@ class ClipMean(layers.Layer):
         return {**super().get_config(), "num_frames": self.num_frames}
 
 
-def _bottleneck(x, width, stride, *, shift, num_frames, shift_fraction, sync_bn, name):
-    """Pre-activation bottleneck; the shortcut is taken from the pre-activation before the shift."""
+def _bottleneck(x, width, stride, *, shift, sync_bn, name):
+    """Pre-activation bottleneck; the shortcut is taken from the pre-activation before the shift.
+
+    `shift`: None, or a function of a layer name giving the layer applied before conv1 (TSM)."""
     preact = batch_norm(f"{name}_preact_bn", sync_bn)(x)
     preact = layers.ReLU(name=f"{name}_preact_relu")(preact)
     if stride != 1 or x.shape[-1] != width:
@@ -87,8 +112,8 @@ def _bottleneck(x, width, stride, *, shift, num_frames, shift_fraction, sync_bn,
     else:
         shortcut = x
     h = preact
-    if shift:
-        h = TemporalShift(num_frames, shift_fraction, name=f"{name}_shift")(h)
+    if shift is not None:
+        h = shift(f"{name}_shift")(h)
     inner = max(1, width // 4)
     h = layers.Conv2D(inner, 1, use_bias=False, name=f"{name}_conv1")(h)
     h = batch_norm(f"{name}_bn1", sync_bn)(h)
@@ -100,11 +125,11 @@ def _bottleneck(x, width, stride, *, shift, num_frames, shift_fraction, sync_bn,
     return layers.Add(name=f"{name}_add")([shortcut, h])
 
 
-def resnet_v2_trunk(x, *, width: float, sync_bn: bool, num_frames: int | None = None,
-                    shift_fraction: float = 0.125, stage_blocks=STAGE_BLOCKS):
+def resnet_v2_trunk(x, *, width: float, sync_bn: bool, shift=None, stage_blocks=STAGE_BLOCKS):
     """ResNet-50 V2 on images `[N, H, W, C]` -> `[N, 2048*width]` (BN-ReLU-mean over H, W).
 
-    With `num_frames`, N is B*T frames of clips and every block shifts channels in time (TSM).
+    `shift` (a function of a layer name) adds a layer before each block's first conv: for TSM,
+    a `TemporalShift` over the N = B*T frames of clips.
     """
     x = layers.Conv2D(max(1, int(STEM_WIDTH * width)), 7, 2, padding="same", use_bias=False,
                       name="stem_conv")(x)
@@ -115,8 +140,7 @@ def resnet_v2_trunk(x, *, width: float, sync_bn: bool, num_frames: int | None = 
         for block in range(blocks):
             x = _bottleneck(
                 x, max(1, int(stage_width * width)), stride if block == 0 else 1,
-                shift=num_frames is not None, num_frames=num_frames,
-                shift_fraction=shift_fraction, sync_bn=sync_bn, name=f"stage{stage}_block{block + 1}",
+                shift=shift, sync_bn=sync_bn, name=f"stage{stage}_block{block + 1}",
             )
     x = batch_norm("final_bn", sync_bn)(x)
     x = layers.ReLU(name="final_relu")(x)
@@ -137,9 +161,9 @@ class TSMResNet(Backbone):
     def __init__(self, num_frames: int = 32, width: float = 1.0, shift_fraction: float = 0.125,
                  sync_bn: bool = False, name: str = "tsm_resnet", **kwargs):
         frames = keras.Input((num_frames, None, None, 3), name="frames")
-        per_frame = resnet_v2_trunk(FramesToBatch(name="frames_to_batch")(frames), width=width,
-                                    sync_bn=sync_bn, num_frames=num_frames,
-                                    shift_fraction=shift_fraction)
+        per_frame = resnet_v2_trunk(
+            FramesToBatch(name="frames_to_batch")(frames), width=width, sync_bn=sync_bn,
+            shift=lambda name: TemporalShift(num_frames, shift_fraction, name=name))
         features = ClipMean(num_frames, name="mean_t")(per_frame)
         super().__init__(
             frames, features,
@@ -147,3 +171,25 @@ class TSMResNet(Backbone):
                         sync_bn=sync_bn),
             name=name, **kwargs,
         )
+
+
+@keras.saving.register_keras_serializable(package="mmv_tf")
+class TSMResNetImage(Backbone):
+    """Deflated TSM-ResNet50: images `[B, H, W, 3]` in [0, 1] -> `[B, 2048*width]`.
+
+    `shift`: "remove" drops the temporal shift (the paper); "alpha" puts a `DeflatedShift` in its
+    place (DeepMind's later code, alpha 0.3).
+    """
+
+    def __init__(self, width: float = 1.0, shift_fraction: float = 0.125, shift: str = "remove",
+                 alpha: float = 0.3, sync_bn: bool = False, name: str = "tsm_resnet_image", **kwargs):
+        if shift not in ("remove", "alpha"):
+            raise ValueError(f"shift must be 'remove' or 'alpha', got {shift!r}")
+        images = keras.Input((None, None, 3), name="images")
+        features = resnet_v2_trunk(
+            images, width=width, sync_bn=sync_bn,
+            shift=(lambda name: DeflatedShift(shift_fraction, alpha, name=name)) if shift == "alpha"
+            else None)
+        super().__init__(images, features, config=dict(width=width, shift_fraction=shift_fraction,
+                                                       shift=shift, alpha=alpha, sync_bn=sync_bn),
+                         name=name, **kwargs)

@@ -87,7 +87,20 @@ class MaxPool3D(layers.Layer):
         return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides}
 
 
-def _unit(x, channels, kernel, strides, *, separable, gated, sync_bn, name):
+def _conv(channels, kernel, strides, name, video):
+    """Conv3D over (T, H, W); deflated (`video` false), the Conv2D over (H, W) it becomes."""
+    if video:
+        return layers.Conv3D(channels, kernel, strides, padding="same", use_bias=False, name=name)
+    return layers.Conv2D(channels, kernel[1:], strides[1:], padding="same", use_bias=False, name=name)
+
+
+def _pool(size, strides, name, video):
+    if video:
+        return MaxPool3D(size, strides, name=name)
+    return layers.MaxPooling2D(size[1:], strides[1:], padding="same", name=name)
+
+
+def _unit(x, channels, kernel, strides, *, separable, gated, sync_bn, video, name):
     """Conv-BN-ReLU (or spatial then temporal Conv-BN-ReLU if separable), then optional gating."""
     if separable and kernel[1] > 1:
         convs = [
@@ -97,7 +110,7 @@ def _unit(x, channels, kernel, strides, *, separable, gated, sync_bn, name):
     else:
         convs = [("conv", tuple(kernel), tuple(strides))]
     for suffix, k, s in convs:
-        x = layers.Conv3D(channels, k, s, padding="same", use_bias=False, name=f"{name}_{suffix}")(x)
+        x = _conv(channels, k, s, f"{name}_{suffix}", video)(x)
         x = batch_norm(f"{name}_{suffix}_bn", sync_bn)(x)
         x = layers.ReLU(name=f"{name}_{suffix}_relu")(x)
     if gated:
@@ -105,18 +118,38 @@ def _unit(x, channels, kernel, strides, *, separable, gated, sync_bn, name):
     return x
 
 
-def _inception(x, channels, *, width, sync_bn, name):
+def _inception(x, channels, *, width, sync_bn, video, name):
     c = [scale_channels(ch, width) for ch in channels]
-    unit = dict(sync_bn=sync_bn)
+    unit = dict(sync_bn=sync_bn, video=video)
     one = (1, 1, 1)
     b0 = _unit(x, c[0], one, one, separable=False, gated=True, name=f"{name}_b0_1x1", **unit)
     b1 = _unit(x, c[1], one, one, separable=False, gated=False, name=f"{name}_b1_1x1", **unit)
     b1 = _unit(b1, c[2], (3, 3, 3), one, separable=True, gated=True, name=f"{name}_b1_3x3", **unit)
     b2 = _unit(x, c[3], one, one, separable=False, gated=False, name=f"{name}_b2_1x1", **unit)
     b2 = _unit(b2, c[4], (3, 3, 3), one, separable=True, gated=True, name=f"{name}_b2_3x3", **unit)
-    b3 = MaxPool3D((3, 3, 3), (1, 1, 1), name=f"{name}_b3_pool")(x)
+    b3 = _pool((3, 3, 3), one, f"{name}_b3_pool", video)(x)
     b3 = _unit(b3, c[5], one, one, separable=False, gated=True, name=f"{name}_b3_1x1", **unit)
     return layers.Concatenate(axis=-1, name=name)([b0, b1, b2, b3])
+
+
+def s3dg_features(inputs, *, width: float, first_temporal_kernel: int, sync_bn: bool, video: bool):
+    """The S3D-G graph on frames `[B, T, H, W, 3]` (`video`) or, deflated, on images `[B, H, W, 3]`:
+    the mean of Mixed_5c, `[B, 1024*width]`. Layer names are the same in both, so weights map."""
+    unit = dict(sync_bn=sync_bn, video=video)
+    x = _unit(inputs, scale_channels(64, width), (first_temporal_kernel, 7, 7), (2, 2, 2),
+              separable=False, gated=False, name="Conv2d_1a", **unit)
+    x = _pool((1, 3, 3), (1, 2, 2), "MaxPool_2a", video)(x)
+    x = _unit(x, scale_channels(64, width), (1, 1, 1), (1, 1, 1),
+              separable=False, gated=False, name="Conv2d_2b", **unit)
+    x = _unit(x, scale_channels(192, width), (3, 3, 3), (1, 1, 1),
+              separable=True, gated=True, name="Conv2d_2c", **unit)
+    for block, channels in INCEPTION_CHANNELS.items():
+        if block in POOLS_BEFORE:
+            pool_name, size, strides = POOLS_BEFORE[block]
+            x = _pool(size, strides, pool_name, video)(x)
+        x = _inception(x, channels, width=width, name=block, **unit)
+    mean = layers.GlobalAveragePooling3D if video else layers.GlobalAveragePooling2D
+    return mean(name="mean_thw")(x)
 
 
 @keras.saving.register_keras_serializable(package="mmv_tf")
@@ -142,20 +175,8 @@ class S3DG(Backbone):
         if first_temporal_kernel not in (1, 3, 5, 7):
             raise ValueError(f"first_temporal_kernel must be 1, 3, 5 or 7, got {first_temporal_kernel}")
         frames = keras.Input((num_frames, None, None, 3), name="frames")
-        unit = dict(sync_bn=sync_bn)
-        x = _unit(frames, scale_channels(64, width), (first_temporal_kernel, 7, 7), (2, 2, 2),
-                  separable=False, gated=False, name="Conv2d_1a", **unit)
-        x = MaxPool3D((1, 3, 3), (1, 2, 2), name="MaxPool_2a")(x)
-        x = _unit(x, scale_channels(64, width), (1, 1, 1), (1, 1, 1),
-                  separable=False, gated=False, name="Conv2d_2b", **unit)
-        x = _unit(x, scale_channels(192, width), (3, 3, 3), (1, 1, 1),
-                  separable=True, gated=True, name="Conv2d_2c", **unit)
-        for block, channels in INCEPTION_CHANNELS.items():
-            if block in POOLS_BEFORE:
-                pool_name, size, strides = POOLS_BEFORE[block]
-                x = MaxPool3D(size, strides, name=pool_name)(x)
-            x = _inception(x, channels, width=width, name=block, **unit)
-        features = layers.GlobalAveragePooling3D(name="mean_thw")(x)
+        features = s3dg_features(frames, width=width, first_temporal_kernel=first_temporal_kernel,
+                                 sync_bn=sync_bn, video=True)
         super().__init__(
             frames,
             features,
@@ -164,3 +185,21 @@ class S3DG(Backbone):
             name=name,
             **kwargs,
         )
+
+
+@keras.saving.register_keras_serializable(package="mmv_tf")
+class S3DGImage(Backbone):
+    """Deflated S3D-G: images `[B, H, W, 3]` in [0, 1] -> `[B, 1024*width]`.
+
+    Each 3D kernel becomes the 2D kernel summed over its temporal axis (`mmv_tf.deflation`), temporal
+    pools and gating become 2D; on a static video, away from the clip ends, it computes what S3D-G does.
+    """
+
+    def __init__(self, width: float = 1.0, first_temporal_kernel: int = 7, sync_bn: bool = False,
+                 name: str = "s3dg_image", **kwargs):
+        images = keras.Input((None, None, 3), name="images")
+        features = s3dg_features(images, width=width, first_temporal_kernel=first_temporal_kernel,
+                                 sync_bn=sync_bn, video=False)
+        super().__init__(images, features, config=dict(width=width,
+                                                       first_temporal_kernel=first_temporal_kernel,
+                                                       sync_bn=sync_bn), name=name, **kwargs)

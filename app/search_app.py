@@ -98,7 +98,6 @@ class SearchService:
                                    item.get("caption") or item.get("text") or "", clip))
         return space, results
 
-
     def _embed_image(self, path: Path) -> dict:
         from mmv_tf.export import space_embeddings
         from mmv_tf.images import load_images

@@ -14,7 +14,7 @@ from scipy.ndimage import zoom
 
 DIRECTIONS = ("left", "right", "up", "down")
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-SPRITE_SCALE = 4  # 8x8 digits -> 32x32 sprites
+SPRITE_SCALE = 6  # 8x8 digits -> 48x48 sprites, half the 96-px frame
 
 
 @functools.lru_cache(maxsize=1)
@@ -45,7 +45,7 @@ def background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def sprite(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A coloured, upscaled digit: RGB `[32, 32, 3]` and alpha `[32, 32]`."""
+    """A coloured, upscaled digit: RGB `[48, 48, 3]` and alpha `[48, 48]`."""
     alpha = np.clip(zoom(image, SPRITE_SCALE, order=1), 0, 1)
     colour = rng.uniform(0.75, 1.0, size=3)
     colour[rng.integers(3)] = rng.uniform(0.2, 1.0)

@@ -49,10 +49,10 @@ def main() -> None:
         export_image_network(image_network, out, source_metadata=metadata, deflation=report,
                              overwrite=True)
         models[f"{mode} deflation"] = out
+    loaded, labels, classes = read_labelled_folder(digits, size)
     rows = {}
     for name, path in models.items():
         model = ExportedModel(path)
-        loaded, labels, classes = read_labelled_folder(digits, size)
         result = evaluate_classification(model, loaded.images, labels, classes)
         rows[name] = {k: v for k, v in result.items() if k != "probe"}
     print("| model | L1 gap (held-out frames) | linear probe accuracy | zero-shot accuracy |")

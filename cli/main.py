@@ -362,6 +362,12 @@ def demo(
         _serve(model, space.index, host, port)
 
 
+def _say_notes(notes: list[str]) -> None:
+    """Image conversions and skipped files, one line each on stderr."""
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+
+
 def _deflation_images(source: Path, size: int, count: int):
     """Images from an image folder, or frames sampled from the train videos of a media corpus."""
     from mmv_tf.images import corpus_frames, image_files, read_image_folder
@@ -371,8 +377,7 @@ def _deflation_images(source: Path, size: int, count: int):
                                 "video corpus), or run `mmv-tf demo --prepare-only` to make the demo corpus")
     if source.is_dir() and image_files(source):
         loaded = read_image_folder(source, size)
-        for note in loaded.notes:
-            typer.echo(f"note: {note}", err=True)
+        _say_notes(loaded.notes)
         return loaded.images
     typer.echo(f"sampling {count} frames from the train videos of {source}")
     return corpus_frames(source, size, count)
@@ -444,8 +449,7 @@ def classify_fit(
 
     exported = ExportedModel(model)
     loaded, labels, classes = read_labelled_folder(images, exported.image_size)
-    for note in loaded.notes:
-        typer.echo(f"note: {note}", err=True)
+    _say_notes(loaded.notes)
     result = evaluate_classification(exported, loaded.images, labels, classes, held_out, seed, template)
     if out is not None:
         save_probe(result, model, out)
@@ -474,8 +478,7 @@ def classify_predict(
     classifier, info = load_probe(probe)
     exported = ExportedModel(info["model"])
     loaded = load_images(list(files), exported.image_size)
-    for note in loaded.notes:
-        typer.echo(f"note: {note}", err=True)
+    _say_notes(loaded.notes)
     if not loaded.paths:
         raise ImageFolderError("none of the files is a readable image")
     predicted = classifier.predict(exported.embed_images(loaded.images)[info["feature"]])

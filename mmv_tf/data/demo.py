@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from mmv_tf.data import synth
-from mmv_tf.data.media import write_mp4
 from mmv_tf.data.speech import require_espeak, speak
 from mmv_tf.data.subtitles import Caption, write_srt
 from mmv_tf.files import atomic_path, write_text_atomically
@@ -92,9 +91,21 @@ def _event_times(rng: np.random.Generator, duration: float) -> list[tuple[float,
     return times
 
 
-def make_video(index: int, seed: int, out_dir: Path, settings: DemoSettings,
-               pools: dict[str, np.ndarray]) -> dict:
-    """Render, speak and write video `index`; return its manifest record."""
+@dataclasses.dataclass(frozen=True)
+class RenderedVideo:
+    """One demo video in memory: frames `[F, S, S, 3]` uint8, mono audio `[N]` float32 in [-1, 1],
+    its narrations' captions and its manifest record."""
+
+    frames: np.ndarray
+    audio: np.ndarray
+    captions: tuple[Caption, ...]
+    record: dict
+
+
+def render_video(index: int, seed: int, settings: DemoSettings, pools: dict[str, np.ndarray],
+                 speak_fn=speak) -> RenderedVideo:
+    """Render and speak video `index`. `speak_fn(text, voice, words_per_minute, pitch, sample_rate)`
+    gives a narration's waveform; its output changes the audio and caption times, never the picture."""
     rng = np.random.default_rng([seed, index])
     split = SPLIT_EVERY_20[index % 20]
     video_id = f"demo_{index:05d}"
@@ -120,8 +131,8 @@ def make_video(index: int, seed: int, out_dir: Path, settings: DemoSettings,
         if narrated:
             text = narration_text(digit, direction, split, rng)
             voice = _pick(rng, TRAIN_PHRASING.voices, TEST_ONLY_PHRASING.voices, split)
-            speech = speak(text, voice, int(rng.integers(140, 191)), int(rng.integers(30, 71)),
-                           settings.sample_rate)
+            speech = speak_fn(text, voice, int(rng.integers(140, 191)), int(rng.integers(30, 71)),
+                              settings.sample_rate)
             speech = 0.6 * speech / max(float(np.abs(speech).max()), 1e-6)
             said = len(speech) / settings.sample_rate
             offset = rng.uniform(-settings.max_narration_offset, settings.max_narration_offset)
@@ -140,17 +151,7 @@ def make_video(index: int, seed: int, out_dir: Path, settings: DemoSettings,
             audio[at:at + len(tone)] += tone[: len(audio) - at]
         events.append(event)
 
-    videos = out_dir / "videos"
-    video_path, caption_path = videos / f"{video_id}.mp4", videos / f"{video_id}.srt"
-    with atomic_path(video_path) as partial:
-        write_mp4(partial, (np.clip(frames, 0, 1) * 255).astype(np.uint8), settings.fps,
-                  np.clip(audio, -1, 1), settings.sample_rate)
-    if captions:
-        with atomic_path(caption_path) as partial:
-            write_srt(partial, captions)
-    elif caption_path.exists():
-        caption_path.unlink()
-    return {
+    record = {
         "id": video_id, "split": split, "video": f"videos/{video_id}.mp4",
         "captions": f"videos/{video_id}.srt" if captions else None, "duration": duration,
         "narrated": narrated,
@@ -158,6 +159,26 @@ def make_video(index: int, seed: int, out_dir: Path, settings: DemoSettings,
                    "directions": [e["direction"] for e in events]},
         "events": events,
     }
+    return RenderedVideo((np.clip(frames, 0, 1) * 255).astype(np.uint8), np.clip(audio, -1, 1),
+                         tuple(captions), record)
+
+
+def make_video(index: int, seed: int, out_dir: Path, settings: DemoSettings,
+               pools: dict[str, np.ndarray]) -> dict:
+    """Render, speak and write video `index`; return its manifest record."""
+    from mmv_tf.data.media import write_mp4  # PyAV: only writing needs an encoder
+
+    video = render_video(index, seed, settings, pools)
+    videos = out_dir / "videos"
+    video_path, caption_path = out_dir / video.record["video"], videos / f"{video.record['id']}.srt"
+    with atomic_path(video_path) as partial:
+        write_mp4(partial, video.frames, settings.fps, video.audio, settings.sample_rate)
+    if video.captions:
+        with atomic_path(caption_path) as partial:
+            write_srt(partial, video.captions)
+    elif caption_path.exists():
+        caption_path.unlink()
+    return video.record
 
 
 def _make_video_job(job):

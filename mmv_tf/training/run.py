@@ -77,17 +77,14 @@ def build_training(config: TrainConfig, out: str | Path):
     import tensorflow as tf
 
     from mmv_tf.models.presets import build_model
-    from mmv_tf.training.trainer import MMVTrainer
+    from mmv_tf.training.trainer import MMVTrainer, learning_rate_schedule
 
     schedule = config.train
     with _strategy(config.distribution.strategy).scope():
         network = build_model(config.model_config())
         trainer = MMVTrainer(network, config.loss)
-        warmup = min(config.optimizer.warmup_steps, schedule.steps - 1)
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=max(1, schedule.steps - warmup),
-            warmup_target=config.optimizer.learning_rate, warmup_steps=warmup)
-        optimizer = keras.optimizers.Adam(learning_rate, global_clipnorm=config.optimizer.clip_norm)
+        optimizer = keras.optimizers.Adam(learning_rate_schedule(config.optimizer, schedule.steps),
+                                          global_clipnorm=config.optimizer.clip_norm)
         trainer.compile(optimizer=optimizer, jit_compile=config.precision.jit_compile)
         optimizer.build(network.trainable_variables)
     checkpoint = tf.train.Checkpoint(network=network, optimizer=optimizer)

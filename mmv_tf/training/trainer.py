@@ -16,10 +16,18 @@ from keras import ops
 
 from mmv_tf.losses import l2_normalize, mmv_loss
 from mmv_tf.models.mmv import MMV
-from mmv_tf.training.config import LossConfig
+from mmv_tf.training.config import LossConfig, OptimizerConfig
 
 LOSS_TERMS = ("loss", "nce_va", "mil_nce_vt")
 METRIC_NAMES = (*LOSS_TERMS, "acc_va", "acc_vt")
+
+
+def learning_rate_schedule(config: OptimizerConfig, steps: int):
+    """Linear warm-up to `config.learning_rate`, then half-period cosine decay to 0 at `steps`."""
+    warmup = min(config.warmup_steps, steps - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(1, steps - warmup), warmup_target=config.learning_rate,
+        warmup_steps=warmup)
 
 
 def retrieval_accuracy(queries, keys, mask):

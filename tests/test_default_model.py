@@ -27,3 +27,22 @@ def test_default_model_is_small_and_embeds_every_modality():
     # Different sentences get different embeddings (a collapsed text tower would not).
     unit = text["vat"] / np.linalg.norm(text["vat"], axis=1, keepdims=True)
     assert float(unit[0] @ unit[1]) < 0.999
+
+
+def test_default_model_finds_the_narrated_digit_and_direction(demo):
+    """Each narration of the test corpus's train split (new videos: seed 3, not the model's seed 0)
+    ranks the clips centred on all its events: most top hits show the spoken digit moving its way."""
+    from mmv_tf.evaluate import event_clips, narrated_events, retrieval_metrics
+    from mmv_tf.index import l2_normalized
+
+    model = ExportedModel(DEFAULT)
+    events = narrated_events(demo, "train")
+    clips = l2_normalized(model.embed_video(event_clips(model, events))["vat"])
+    texts = l2_normalized(model.embed_text([e["text"] for e in events])["vat"])
+    similarity = texts @ clips.T
+    labels = np.array([e["label"].split() for e in events])  # digit, direction
+    top = similarity.argmax(axis=1)
+    assert len(events) > 25
+    assert np.mean(labels[top, 0] == labels[:, 0]) >= 0.7  # the earlier model: 0.15
+    assert np.mean(labels[top, 1] == labels[:, 1]) >= 0.9
+    assert retrieval_metrics(similarity, [e["label"] for e in events])["R@1"] >= 0.4  # chance 0.03

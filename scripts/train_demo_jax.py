@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmv_tf import config as config_lib  # noqa: E402
 from mmv_tf.data import demo, synth  # noqa: E402
+from mmv_tf.files import atomic_path  # noqa: E402
 from mmv_tf.training.config import TrainConfig, load_train_config  # noqa: E402
 
 MU = 255.0
@@ -114,20 +115,19 @@ def pack(args) -> None:
     tokens = TextTokenizer(vocabulary, max_words=config.text.max_words)(tf.constant(texts))
     token_ids = tokens["token_ids"].numpy()
     used = np.unique(token_ids[token_ids > 1])  # table rows: word i is row i + 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        out / "pack.npz", speech_keys=np.array(keys), speech_lengths=lengths,
-        speech=np.frombuffer(lzma.compress(mu_law_encode(np.concatenate([speech[k] for k in keys]))
-                                           .tobytes()), np.uint8),
-        texts=np.array(texts), token_ids=token_ids,
-        vocabulary=np.frombuffer("\n".join(vocabulary).encode(), np.uint8),
-        used_rows=used, used_vectors=np.asarray(words.vectors)[used - 2],
-        word_vectors_source=np.array(words.source), seed=np.array(args.seed))
-    (out / "manifest.jsonl").write_text(
-        "".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    print(f"packed {len(keys)} narrations ({lengths.sum() / 16000:.0f} s), {len(texts)} captions "
-          f"into {out}")
+    coded = mu_law_encode(np.concatenate([speech[k] for k in keys]))
+    with atomic_path(args.out) as out:
+        out.mkdir(parents=True)
+        np.savez(out / "pack.npz", speech_keys=np.array(keys), speech_lengths=lengths,
+                 speech=np.frombuffer(lzma.compress(coded.tobytes()), np.uint8),
+                 texts=np.array(texts), token_ids=token_ids,
+                 vocabulary=np.frombuffer("\n".join(vocabulary).encode(), np.uint8),
+                 used_rows=used, used_vectors=np.asarray(words.vectors)[used - 2],
+                 word_vectors_source=np.array(words.source), seed=np.array(args.seed))
+        (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records),
+                                            encoding="utf-8")
+    print(f"packed {len(keys)} narrations ({lengths.sum() / demo.DemoSettings().sample_rate:.0f} s), "
+          f"{len(texts)} captions into {args.out}")
 
 
 # ---------------------------------------------------------------- render (no TensorFlow)
@@ -181,14 +181,14 @@ def render(args) -> None:
         for j, caption in enumerate(video.captions):
             caption_times[i, j] = caption.start, caption.end
             caption_rows[i, j] = row_of[caption.text]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     arrays = dict(frames=frames, frame_counts=np.array([len(v.frames) for v in videos]),
                   audio=audio, caption_times=caption_times, caption_rows=caption_rows,
                   caption_counts=np.array([len(v.captions) for v in videos]),
                   is_train=np.array([r["split"] == "train" for r in records]))
-    for name, array in arrays.items():
-        np.save(out / f"{name}.npy", array)
+    with atomic_path(args.out) as out:
+        out.mkdir(parents=True)
+        for name, array in arrays.items():
+            np.save(out / f"{name}.npy", array)
     print(f"rendered {count} videos: frames {frames.shape} ({frames.nbytes / 2**30:.1f} GiB)")
 
 
@@ -387,8 +387,6 @@ def train(args) -> None:
     val_clips, val_ids, val_labels = corpus.val_events()
     space = type(network.head).space_for("video", "text")
     history = []
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
 
     def evaluate(state, step_number: int, logs: dict) -> None:
         trainable, non_trainable = state[0], state[1][: len(network.non_trainable_variables)]
@@ -438,12 +436,14 @@ def train(args) -> None:
         variable.assign(value)
     for variable, value in zip(trainer.non_trainable_variables, state[1]):
         variable.assign(value)
-    np.savez_compressed(out / WEIGHTS, **{f"{i:04d}": np.asarray(v.value)
-                                          for i, v in enumerate(network.weights)})
     final = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=number))
-    (out / "config.yaml").write_text(yaml.safe_dump(config_lib.to_dict(final), sort_keys=False))
-    (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
-    print(f"saved {out} after {number} steps, {(time.perf_counter() - began) / 60:.1f} min", flush=True)
+    with atomic_path(args.out) as out:
+        out.mkdir(parents=True)
+        np.savez_compressed(out / WEIGHTS, **{f"{i:04d}": np.asarray(v.value)
+                                              for i, v in enumerate(network.weights)})
+        (out / "config.yaml").write_text(yaml.safe_dump(config_lib.to_dict(final), sort_keys=False))
+        (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+    print(f"saved {args.out} after {number} steps, {(time.perf_counter() - began) / 60:.1f} min", flush=True)
 
 
 # ---------------------------------------------------------------- convert (TensorFlow)

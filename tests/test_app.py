@@ -16,13 +16,12 @@ import pytest
 from browser import Browser
 from gradio_client import Client, handle_file
 from mmv_tf.app import search_app
-from mmv_tf.app.clips import rgb_frames
 from mmv_tf.app.workspace import prepare_demo
 from mmv_tf.cli.main import DEFAULT_MODEL, app
 from PIL import Image
 from typer.testing import CliRunner
 
-from mmv_tf.data.media import decode_video
+from mmv_tf.data.media import decode_clip, decode_video
 from mmv_tf.errors import InputError
 
 
@@ -149,7 +148,7 @@ def test_audio_and_video_queries_rank_corpus_clips(client, demo, tmp_path):
         demo, 5)
     assert rows[0][2:5] == ["demo_00003", 0.0, 1.6]  # the window the query was cut from
     picture = tmp_path / "frame.png"
-    Image.fromarray(rgb_frames(decode_video(query).jpeg_frames[8:9])[0]).save(picture)
+    Image.fromarray(decode_clip(query, 0.8, 0.9)[0][0]).save(picture)
     rows, status = check_ranked_clips(
         client.predict(handle_file(str(picture)), "video", "auto", 5, api_name="/search_image"),
         demo, 5)
@@ -158,12 +157,10 @@ def test_audio_and_video_queries_rank_corpus_clips(client, demo, tmp_path):
 
 def first_window_of(source: Path, out: Path) -> Path:
     """The first 1.6 s (one window of the default model) of a corpus video, as its own file."""
-    from mmv_tf.app.clips import rgb_frames
-
     from mmv_tf.data.media import write_mp4
 
-    decoded = decode_video(source, 10.0, 96)
-    write_mp4(out, rgb_frames(decoded.jpeg_frames[:16]), 10, decoded.waveform[:25600], 16000)
+    frames, waveform = decode_clip(source, 0.0, 1.6, 10.0, 96)
+    write_mp4(out, frames, 10, waveform, 16000)
     return out
 
 

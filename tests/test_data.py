@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from mmv_tf.data.demo import TEST_ONLY_PHRASING, generate_demo_corpus
 from mmv_tf.data.ingest import IngestError, ingest
-from mmv_tf.data.media import decode_video
+from mmv_tf.data.media import decode_clip, decode_video, media_duration
 from mmv_tf.data.reader import ReaderConfig, caption_candidates, read_clips
 from mmv_tf.data.shards import parse_video, shard_files
 from mmv_tf.data.sources import DecodeSettings, SourceError, list_sources
@@ -59,6 +59,26 @@ def test_demo_videos_decode_at_their_declared_duration_fps_audio_and_subtitles(d
                 assert abs(caption.start - event["start"]) <= 1.0 + 1e-6 or caption.start > event["start"]
         else:
             assert record["captions"] is None and not (demo / record["video"]).with_suffix(".srt").exists()
+
+
+def test_decode_clip_equals_the_same_span_of_the_whole_decoded_video(demo, tmp_path):
+    path = demo / manifest(demo)[0]["video"]
+    whole = decode_video(path, fps=10, short_side=96)
+    assert media_duration(path) == pytest.approx(whole.duration, abs=0.1)
+    for start in (0.0, 0.1, 1.6, 4.3, whole.duration - 1.0):  # seeks between keyframes, a clip past the end
+        frames, audio = decode_clip(path, start, start + 3.0, fps=10, short_side=96)
+        first = round(start * 10)
+        jpegs = whole.jpeg_frames[first:first + 30]
+        expected = np.stack([np.asarray(Image.open(io.BytesIO(j))) for j in jpegs])
+        assert frames.shape == (30, 96, 96, 3)
+        assert np.abs(frames[: len(expected)].astype(int) - expected).mean() < 3  # JPEG q90 noise
+        assert np.array_equal(frames[len(expected):], np.repeat(frames[len(expected) - 1:len(expected)],
+                                                                30 - len(expected), axis=0))
+        reference = whole.waveform[round(start * 16000):round(start * 16000) + 48000]
+        assert audio.shape == (48000,)
+        np.testing.assert_allclose(audio[: len(reference)], reference, atol=1e-4)
+    media_files.silent_clip(tmp_path / "silent.mp4", 2.0)
+    assert decode_clip(tmp_path / "silent.mp4", 0.5, 1.5)[1] is None
 
 
 def test_demo_test_split_holds_unseen_digit_images_and_phrasings(demo):

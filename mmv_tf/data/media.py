@@ -73,10 +73,24 @@ def _output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
 
 
+def _rgb(frame, short_side: int) -> np.ndarray:
+    width, height = _output_size(frame.width, frame.height, short_side)
+    return frame.to_ndarray(width=width, height=height, format="rgb24")
+
+
 def _jpeg(image: np.ndarray, quality: int) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def _video_stream(container, path: Path):
+    """The first video stream, decoded with threads, or a MediaError."""
+    if not container.streams.video:
+        raise MediaError(f"{path}: no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return stream
 
 
 def _decode_frames(path: Path, fps: float, short_side: int, quality: int, notes: list[str]):
@@ -85,10 +99,7 @@ def _decode_frames(path: Path, fps: float, short_side: int, quality: int, notes:
     size = None
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            stream = _video_stream(container, path)
             current, last_end = None, 0.0
             try:
                 for frame in container.decode(stream):
@@ -150,6 +161,81 @@ def _decode_audio(path: Path, sample_rate: int, num_samples: int | None, notes: 
     if num_samples is not None:
         waveform = np.pad(waveform[:num_samples], (0, max(0, num_samples - len(waveform))))
     return waveform.astype(np.float32), True
+
+
+def media_duration(path: str | Path) -> float:
+    """The duration a file declares, in seconds (0 when it declares none)."""
+    try:
+        with av.open(str(path)) as container:
+            return container.duration / av.time_base if container.duration else 0.0
+    except av.FFmpegError as error:
+        raise MediaError(f"{path}: cannot open ({error})") from None
+
+
+def decode_clip(path: str | Path, start: float, end: float, fps: float = 10.0, short_side: int = 128,
+                sample_rate: int = 16000) -> tuple[np.ndarray, np.ndarray | None]:
+    """Frames uint8 `[T, H, W, 3]` at `fps` for the times `start + k / fps` before `end` (as
+    `decode_video` samples them) and mono audio `[round((end - start) * sample_rate)]` (None without
+    an audio stream). Seeks to the keyframe before `start`: the cost follows the clip, not the file."""
+    path = Path(path)
+    count = max(1, int(round((end - start) * fps)))
+    times = start + np.arange(count) / fps
+    frames: list[np.ndarray] = []
+    try:
+        with av.open(str(path)) as container:
+            stream = _video_stream(container, path)
+            container.seek(max(0, int(start / stream.time_base)), stream=stream)
+            shown, picture = None, None  # the frame on screen at the next sample time, as RGB
+            for frame in container.decode(stream):
+                if frame.time is None:
+                    continue
+                if shown is None:  # a first frame after `start` is held for the times before it
+                    shown = frame
+                while len(frames) < count and frame.time > times[len(frames)] + 1e-6:
+                    picture = picture if picture is not None else _rgb(shown, short_side)
+                    frames.append(picture)
+                if len(frames) == count:
+                    break
+                shown, picture = frame, None
+            if shown is not None and len(frames) < count:  # the stream ends before `end`
+                picture = picture if picture is not None else _rgb(shown, short_side)
+                frames.extend([picture] * (count - len(frames)))
+        if not frames:
+            raise MediaError(f"{path}: no decodable video frames after {start:.2f}s")
+        audio = _decode_audio_range(path, start, end, sample_rate)
+    except av.FFmpegError as error:
+        raise MediaError(f"{path}: cannot decode {start:.2f}-{end:.2f}s ({error})") from None
+    return np.stack(frames), audio
+
+
+AUDIO_PREROLL_SECONDS = 0.25
+
+
+def _decode_audio_range(path: Path, start: float, end: float, sample_rate: int) -> np.ndarray | None:
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        # A decoder such as AAC rebuilds a frame from the one before, and the first frames carry the
+        # encoder's priming: seek a little before `start`, and not at all near the beginning.
+        if start > AUDIO_PREROLL_SECONDS:
+            container.seek(int((start - AUDIO_PREROLL_SECONDS) / stream.time_base), stream=stream)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks, first = [], None
+        for frame in container.decode(stream):
+            if first is None:
+                first = frame.time or 0.0
+            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+            if frame.time is not None and frame.time > end:
+                break
+        chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+    wanted = int(round((end - start) * sample_rate))
+    if not chunks:
+        return np.zeros(wanted, np.float32)
+    waveform = np.concatenate(chunks)
+    skip = int(round((start - first) * sample_rate))  # > 0: decoding began before start
+    waveform = waveform[skip:] if skip >= 0 else np.concatenate([np.zeros(-skip, np.float32), waveform])
+    return np.pad(waveform[:wanted], (0, max(0, wanted - len(waveform)))).astype(np.float32)
 
 
 def decode_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:

@@ -9,8 +9,9 @@ Output folder (Parquet tables; embedding columns are fixed-size float32 lists na
   captions.parquet  video_id, start, end, text, text_vat
   embeddings.json   the model's metadata, the source, the settings and counts; written last, so
                     its presence marks a complete folder.
-Videos are embedded in parts of `videos_per_part`, each written whole under `.parts/`; a rerun
-after an interruption skips the parts that exist and then merges them.
+Videos are embedded in parts of `videos_per_part` source videos, each written whole under `.parts/`
+with the names of its undecodable files; a rerun after an interruption skips the parts that exist,
+without decoding their videos, and then merges them.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from mmv_tf.files import atomic_path, remove_path, write_text_atomically
 
 TABLES = ("videos", "windows", "captions")
 INFO_FILE = "embeddings.json"
+SKIPPED_FILE = "skipped.json"  # in each part: the files of its span that could not be decoded
 
 
 class EmbedError(InputError):
@@ -64,11 +66,13 @@ class Media:
 
 
 def read_media(src: str | Path, fps: float, sample_rate: int, short_side: int,
-               split: str | None = None) -> tuple[int | None, Iterator[Media | str]]:
+               split: str | None = None, skip=lambda index: False
+               ) -> tuple[int | None, Iterator[Media | str | None]]:
     """(number of videos if known, the videos) of `src`: a shard folder (from `mmv-tf data ingest`)
     or a media folder / manifest, only those of `split` if given.
 
-    The iterator yields `Media`, or a message (str) naming a file that could not be decoded.
+    The iterator yields `Media`, a message (str) naming a file that could not be decoded, or None
+    for the videos whose position `skip(index)` accepts (these are not decoded).
     """
     from mmv_tf.data.ingest import DATASET_NAME
     from mmv_tf.data.shards import shard_files
@@ -77,7 +81,7 @@ def read_media(src: str | Path, fps: float, sample_rate: int, short_side: int,
     if src.is_dir() and shard_files(src):
         summary = src / DATASET_NAME  # ingest's summary counts the videos, not those of each split
         total = json.loads(summary.read_text(encoding="utf-8")).get("videos") if summary.is_file() else None
-        return (total if split is None else None), _media_from_shards(src, split)
+        return (total if split is None else None), _media_from_shards(src, split, skip)
     from mmv_tf.data.sources import SPLITS, list_sources
 
     if split is not None and split not in SPLITS:
@@ -85,14 +89,18 @@ def read_media(src: str | Path, fps: float, sample_rate: int, short_side: int,
     sources = [s for s in list_sources(src) if split is None or s.split == split]
     if not sources:
         raise EmbedError(f"{src} has no videos of split {split!r}")
-    return len(sources), _media_from_sources(sources, fps, sample_rate, short_side)
+    return len(sources), _media_from_sources(sources, fps, sample_rate, short_side, skip)
 
 
-def _media_from_sources(sources, fps: float, sample_rate: int, short_side: int) -> Iterator[Media | str]:
+def _media_from_sources(sources, fps: float, sample_rate: int, short_side: int,
+                        skip) -> Iterator[Media | str | None]:
     from mmv_tf.data.sources import DecodeSettings, decode_source
 
     settings = DecodeSettings(fps=fps, short_side=short_side, sample_rate=sample_rate)
-    for source in sources:
+    for index, source in enumerate(sources):
+        if skip(index):
+            yield None
+            continue
         decoded = decode_source(source, settings)
         if decoded.video is None:
             yield decoded.error
@@ -103,7 +111,7 @@ def _media_from_sources(sources, fps: float, sample_rate: int, short_side: int) 
                     source.labels_json)
 
 
-def _media_from_shards(folder: Path, split: str | None) -> Iterator[Media]:
+def _media_from_shards(folder: Path, split: str | None, skip) -> Iterator[Media | None]:
     import tensorflow as tf
 
     from mmv_tf.data.shards import parse_video, shard_files
@@ -111,7 +119,10 @@ def _media_from_shards(folder: Path, split: str | None) -> Iterator[Media]:
     files = shard_files(folder, split)
     if not files:
         raise EmbedError(f"{folder} has no shards of split {split!r}")
-    for example in tf.data.TFRecordDataset(files).map(parse_video).as_numpy_iterator():
+    for index, example in enumerate(tf.data.TFRecordDataset(files).map(parse_video).as_numpy_iterator()):
+        if skip(index):
+            yield None
+            continue
         captions = [Caption(float(s), float(e), t.decode()) for s, e, t in
                     zip(example["caption/start"], example["caption/end"], example["caption/string"])]
         yield Media(example["video/id"].decode(), example["video/source"].decode(),
@@ -268,48 +279,48 @@ def embed_corpus(src: str | Path, model, out: str | Path, settings: EmbedSetting
 
     dims = embedding_dims(model.metadata)
     stride = int(round((settings.window_stride or model.window_seconds / 2) * model.fps))
-    skipped: list[str] = []
+    per_part = settings.videos_per_part
+
+    def part_of(index: int) -> Path:  # part k holds the videos (embedded or skipped) k*N .. k*N+N-1
+        return parts / f"{index // per_part:05d}"
+
+    def write_part(folder: Path, rows: dict, skipped: list[str]) -> None:
+        with atomic_path(folder) as partial:
+            partial.mkdir()
+            for name in TABLES:
+                pq.write_table(_table(rows[name], dims), partial / f"{name}.parquet")
+            (partial / SKIPPED_FILE).write_text(json.dumps(skipped), encoding="utf-8")
+
     rows: dict[str, list[dict]] = {name: [] for name in TABLES}
-    part_index, in_part, videos = 0, 0, 0
-
-    def flush():
-        nonlocal part_index, in_part, rows
-        if in_part:
-            with atomic_path(parts / f"{part_index:05d}") as partial:
-                partial.mkdir()
-                for name in TABLES:
-                    pq.write_table(_table(rows[name], dims), partial / f"{name}.parquet")
-        part_index, in_part = part_index + 1, 0
-        rows = {name: [] for name in TABLES}
-
-    total, media_iter = read_media(src, model.fps, model.sample_rate, model.image_size, settings.split)
+    skipped: list[str] = []
+    total, media_iter = read_media(src, model.fps, model.sample_rate, model.image_size, settings.split,
+                                   skip=lambda index: part_of(index).is_dir())  # done earlier
+    index = -1
     with tqdm(desc="embed", unit="video", total=total, disable=not progress) as bar:
-        for item in media_iter:
+        for index, item in enumerate(media_iter):
             bar.update()
             if isinstance(item, str):
                 skipped.append(item)
                 bar.write(f"skipped: {item}")
-                continue
-            videos += 1
-            if (parts / f"{part_index:05d}").is_dir():  # done by an earlier run
-                in_part += 1
-                if in_part == settings.videos_per_part:
-                    part_index, in_part = part_index + 1, 0
-                continue
-            for name, new in embed_media(model, item, stride).items():
-                rows[name].extend(new)
-            in_part += 1
-            if in_part == settings.videos_per_part:
-                flush()
-        flush()
-    if not videos:
-        raise EmbedError(f"{src}: no video could be embedded ({len(skipped)} skipped)")
+            elif item is not None:
+                for name, new in embed_media(model, item, stride).items():
+                    rows[name].extend(new)
+            if item is not None and (index + 1) % per_part == 0:
+                write_part(part_of(index), rows, skipped)
+                rows, skipped = {name: [] for name in TABLES}, []
+        if index >= 0 and not part_of(index).is_dir():
+            write_part(part_of(index), rows, skipped)
 
-    counts = {}
+    finished = sorted(parts.glob("[0-9]*"))
+    skipped = [m for p in finished for m in json.loads((p / SKIPPED_FILE).read_text(encoding="utf-8"))]
+    tables = {}
     for name in TABLES:
-        tables = [pq.read_table(p / f"{name}.parquet") for p in sorted(parts.glob("[0-9]*"))]
-        tables = [t for t in tables if t.num_rows]
-        table = pa.concat_tables(tables, promote_options="default") if tables else _table([], dims)
+        pieces = [t for t in (pq.read_table(p / f"{name}.parquet") for p in finished) if t.num_rows]
+        tables[name] = pa.concat_tables(pieces, promote_options="default") if pieces else _table([], dims)
+    if not tables["videos"].num_rows:
+        raise EmbedError(f"{src}: no video could be embedded ({len(skipped)} skipped)")
+    counts = {}
+    for name, table in tables.items():
         with atomic_path(out / f"{name}.parquet") as partial:
             pq.write_table(table, partial)
         counts[name] = table.num_rows

@@ -94,6 +94,34 @@ def test_media_folder_and_bad_files(model, demo, tmp_path):
     assert pq.read_table(tmp_path / "test" / "videos.parquet").column("video_id").to_pylist() == test_ids
 
 
+def test_a_resumed_run_does_not_decode_the_videos_of_finished_parts(model, demo, tmp_path, monkeypatch):
+    import mmv_tf.data.sources as sources_lib
+
+    folder = tmp_path / "media"
+    folder.mkdir()
+    for number in range(3):
+        (folder / f"clip{number}.mp4").write_bytes((demo / "videos" / f"demo_0000{number}.mp4").read_bytes())
+    (folder / "clip1b.mp4").write_bytes(b"not a video")  # parts of two: clip0 clip1 | clip1b clip2
+    real_embed, real_decode = embed_lib.embed_media, sources_lib.decode_source
+
+    def interrupted_at_clip2(model_, media, stride):
+        if media.video_id == "clip2":
+            raise KeyboardInterrupt
+        return real_embed(model_, media, stride)
+
+    monkeypatch.setattr(embed_lib, "embed_media", interrupted_at_clip2)
+    with pytest.raises(KeyboardInterrupt):
+        embed_corpus(folder, model, tmp_path / "emb", EmbedSettings(videos_per_part=2), progress=False)
+    decoded = []
+    monkeypatch.setattr(embed_lib, "embed_media", real_embed)
+    monkeypatch.setattr(sources_lib, "decode_source",
+                        lambda source, settings: (decoded.append(source.path.name),
+                                                  real_decode(source, settings))[1])
+    info = embed_corpus(folder, model, tmp_path / "emb", EmbedSettings(videos_per_part=2), progress=False)
+    assert decoded == ["clip1b.mp4", "clip2.mp4"]
+    assert info["counts"]["videos"] == 3 and len(info["skipped"]) == 1 and "clip1b" in info["skipped"][0]
+
+
 def test_exact_search_ranks_by_cosine_and_hnsw_agrees(embedded, model, tmp_path):
     emb, _ = embedded
     build_index(emb, tmp_path / "exact", "exact")

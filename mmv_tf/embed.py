@@ -32,6 +32,7 @@ from mmv_tf.files import atomic_path, remove_path, write_text_atomically
 TABLES = ("videos", "windows", "captions")
 INFO_FILE = "embeddings.json"
 SKIPPED_FILE = "skipped.json"  # in each part: the files of its span that could not be decoded
+PARTS_LAYOUT = 2  # parts of an unfinished run made by another layout are not resumed
 
 
 class EmbedError(InputError):
@@ -270,7 +271,8 @@ def embed_corpus(src: str | Path, model, out: str | Path, settings: EmbedSetting
     parts = out / ".parts"
     parts.mkdir(parents=True, exist_ok=True)
     plan = {"source": str(Path(src).resolve()), "model": str(model.path.resolve()),
-            "model_created": model.metadata.get("created"), "settings": dataclasses.asdict(settings)}
+            "model_created": model.metadata.get("created"), "settings": dataclasses.asdict(settings),
+            "parts_layout": PARTS_LAYOUT}
     plan_file = parts / "plan.json"
     if plan_file.is_file() and json.loads(plan_file.read_text(encoding="utf-8")) != plan:
         raise EmbedError(f"{out} holds an unfinished run with another source, model or settings; "

@@ -131,21 +131,33 @@ def _decode_frames(path: Path, fps: float, short_side: int, quality: int, notes:
     return jpegs, size[0], size[1]
 
 
-def _decode_audio(path: Path, sample_rate: int, num_samples: int | None, notes: list[str]):
-    """Mono float32 `[num_samples]` (all of it if None) and whether the file had audio."""
-    chunks, start = [], None
+AUDIO_PREROLL_SECONDS = 0.25
+
+
+def _decode_audio(path: Path, sample_rate: int, num_samples: int | None, notes: list[str],
+                  start: float = 0.0):
+    """Mono float32 `[num_samples]` from `start` seconds (all of the rest if None) and whether the file
+    had audio. A later `start` seeks; decoding stops once `num_samples` are covered."""
+    end = start + num_samples / sample_rate if num_samples is not None else None
+    chunks, first = [], None
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 notes.append(f"{path.name}: no audio stream (zeros, audio mask off)")
                 return np.zeros(num_samples or 0, np.float32), False
             stream = container.streams.audio[0]
+            # A decoder such as AAC rebuilds a frame from the one before, and the first frames carry
+            # the encoder's priming: seek a little before `start`, and not at all near the beginning.
+            if start > AUDIO_PREROLL_SECONDS:
+                container.seek(int((start - AUDIO_PREROLL_SECONDS) / stream.time_base), stream=stream)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
             try:
                 for frame in container.decode(stream):
-                    if start is None:
-                        start = frame.time or 0.0
+                    if first is None:
+                        first = frame.time or 0.0
                     chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+                    if end is not None and frame.time is not None and frame.time > end:
+                        break
             except (av.FFmpegError, ValueError) as error:
                 notes.append(f"{path.name}: audio decoding stopped early ({error})")
             chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
@@ -156,7 +168,8 @@ def _decode_audio(path: Path, sample_rate: int, num_samples: int | None, notes: 
         notes.append(f"{path.name}: audio stream without samples (zeros, audio mask off)")
         return np.zeros(num_samples or 0, np.float32), False
     waveform = np.concatenate(chunks)
-    offset = int(round(start * sample_rate))  # < 0 for encoder priming, > 0 if audio starts late
+    # < 0 for encoder priming or a seek before `start`, > 0 if the audio starts late
+    offset = int(round((first - start) * sample_rate))
     waveform = waveform[-offset:] if offset < 0 else np.concatenate([np.zeros(offset, np.float32), waveform])
     if num_samples is not None:
         waveform = np.pad(waveform[:num_samples], (0, max(0, num_samples - len(waveform))))
@@ -202,40 +215,11 @@ def decode_clip(path: str | Path, start: float, end: float, fps: float = 10.0, s
                 frames.extend([picture] * (count - len(frames)))
         if not frames:
             raise MediaError(f"{path}: no decodable video frames after {start:.2f}s")
-        audio = _decode_audio_range(path, start, end, sample_rate)
     except av.FFmpegError as error:
         raise MediaError(f"{path}: cannot decode {start:.2f}-{end:.2f}s ({error})") from None
-    return np.stack(frames), audio
-
-
-AUDIO_PREROLL_SECONDS = 0.25
-
-
-def _decode_audio_range(path: Path, start: float, end: float, sample_rate: int) -> np.ndarray | None:
-    with av.open(str(path)) as container:
-        if not container.streams.audio:
-            return None
-        stream = container.streams.audio[0]
-        # A decoder such as AAC rebuilds a frame from the one before, and the first frames carry the
-        # encoder's priming: seek a little before `start`, and not at all near the beginning.
-        if start > AUDIO_PREROLL_SECONDS:
-            container.seek(int((start - AUDIO_PREROLL_SECONDS) / stream.time_base), stream=stream)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks, first = [], None
-        for frame in container.decode(stream):
-            if first is None:
-                first = frame.time or 0.0
-            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
-            if frame.time is not None and frame.time > end:
-                break
-        chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
-    wanted = int(round((end - start) * sample_rate))
-    if not chunks:
-        return np.zeros(wanted, np.float32)
-    waveform = np.concatenate(chunks)
-    skip = int(round((start - first) * sample_rate))  # > 0: decoding began before start
-    waveform = waveform[skip:] if skip >= 0 else np.concatenate([np.zeros(-skip, np.float32), waveform])
-    return np.pad(waveform[:wanted], (0, max(0, wanted - len(waveform)))).astype(np.float32)
+    waveform, has_audio = _decode_audio(path, sample_rate, int(round((end - start) * sample_rate)), [],
+                                        start)
+    return np.stack(frames), waveform if has_audio else None
 
 
 def decode_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:

@@ -48,11 +48,16 @@ def event_clips(model, events: list[dict]) -> np.ndarray:
         if event["video"] != path:
             path = event["video"]
             frames = model_frames(model, path)
-        middle = (event["start"] + event["end"]) / 2
-        first = int(round((middle - model.window_seconds / 2) * model.fps))
-        first = min(max(first, 0), max(len(frames) - model.num_frames, 0))
+        first = centred_window_start(event, model.window_seconds, model.fps,
+                                     max(len(frames) - model.num_frames, 0))
         clips.append(take_window(frames, first, model.num_frames))
     return np.stack(clips)
+
+
+def centred_window_start(event: dict, window_seconds: float, fps: float, last_start: int) -> int:
+    """First frame of the window centred on the event's [start, end], kept within [0, last_start]."""
+    middle = (event["start"] + event["end"]) / 2
+    return min(max(int(round((middle - window_seconds / 2) * fps)), 0), last_start)
 
 
 def retrieval_metrics(similarity: np.ndarray, labels: list[str]) -> dict:

@@ -316,6 +316,8 @@ class DeviceCorpus:
         import jax
         import jax.numpy as jnp
 
+        from mmv_tf.evaluate import centred_window_start
+
         arrays = self.arrays
         starts, videos, rows, labels = [], [], [], []
         for video, record in enumerate(self.records):
@@ -323,9 +325,8 @@ class DeviceCorpus:
                 continue
             for event in record["events"]:
                 if event["narration"]:
-                    middle = (event["start"] + event["end"]) / 2
-                    first = int(round((middle - self.window * self.stride / self.fps / 2) * self.fps))
-                    starts.append(min(max(first, 0), int(self._last_start(arrays, video))))
+                    starts.append(centred_window_start(event, self.window * self.stride / self.fps,
+                                                       self.fps, int(self._last_start(arrays, video))))
                     videos.append(video)
                     rows.append(self.row_of_text[event["narration"]["text"]])
                     labels.append(f"{event['digit']} {event['direction']}")

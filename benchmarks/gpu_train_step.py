@@ -1,14 +1,16 @@
-"""One MMV train step on an accelerator under Keras's JAX backend: clips/s, step and compile time.
+"""MMV train steps on an accelerator under Keras's JAX backend: clips/s, step and compile time.
 
 Usage: KERAS_BACKEND=jax python benchmarks/gpu_train_step.py [--preset s3dg] [--batch 32]
-       [--steps 10] [--precision mixed_bfloat16] [--out results.json]
+       [--steps 10] [--precision mixed_bfloat16] [--parts infer,tower,full] [--out results.json]
 
-The step is `MMVTrainer.train_step` (forward of video, audio and two narrations per clip, weighted
-NCE + MIL-NCE, Adam update) compiled with `jax.jit` on a batch that already sits on the device, as
-Keras's `fit` runs it. The text table is random (65536 words x 300, the paper's word2vec size), so
-no word-vector file is needed. Prints one JSON line after each phase, so a run stopped early still
-reports what it measured. Inference (the video tower alone) is timed first, because training
-donates the weights' buffers.
+Three parts, each compiled with `jax.jit` on a batch that already sits on the device:
+- `infer`: the video tower's forward pass (inference mode);
+- `tower`: a train step of the video tower alone, as the peer baseline measures one (tower, a
+  400-way linear classifier, cross-entropy on random labels, Adam);
+- `full`: `MMVTrainer.train_step`, as Keras's `fit` runs it (video, audio and two narrations per
+  clip, weighted NCE + MIL-NCE, Adam).
+The text table is random (65536 words x 300, the paper's word2vec size), so no word-vector file is
+needed. Prints one JSON line after each part, so a run stopped early still reports what it measured.
 """
 
 import argparse
@@ -30,6 +32,86 @@ from mmv_tf.text.word_vectors import WordVectors  # noqa: E402
 from mmv_tf.training.trainer import MMVTrainer  # noqa: E402
 
 
+def timed(step, state, data, steps: int) -> dict:
+    """Compile and run `state, out = step(state, data)` once, then time `steps` more calls."""
+    start = time.perf_counter()
+    state, out = step(state, data)
+    jax.block_until_ready(out)
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(steps):
+        state, out = step(state, data)
+    jax.block_until_ready(out)
+    step_s = (time.perf_counter() - start) / steps
+    batch = len(jax.tree.leaves(data)[0])
+    return {"step_s": round(step_s, 4), "clips_per_s": round(batch / step_s, 1),
+            "compile_and_first_step_s": round(compile_s, 1)}
+
+
+def values(variables) -> list:
+    """Copies of the variables' values, so a step that donates them leaves the model's own intact."""
+    return [jax.numpy.array(v.value) for v in variables]
+
+
+def video_inference(video_encoder, video, steps: int) -> dict:
+    """The video tower's forward pass in inference mode."""
+    params, state = values(video_encoder.trainable_variables), values(video_encoder.non_trainable_variables)
+    embed = jax.jit(lambda params, video: (params, video_encoder.stateless_call(
+        params, state, video, training=False)[0]))
+    return timed(embed, params, video, steps)
+
+
+def video_tower_train(video_encoder, video, steps: int, classes: int = 400) -> dict:
+    """A train step of the video tower alone: linear classifier, cross-entropy, Adam."""
+    inputs = keras.Input(video.shape[1:])
+    model = keras.Model(inputs, keras.layers.Dense(classes)(video_encoder(inputs)))
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(model.trainable_variables)
+    labels = jax.device_put(np.random.default_rng(0).integers(0, classes, len(video)))
+
+    def loss_fn(params, state, video):
+        logits, state = model.stateless_call(params, state, video, training=True)
+        loss = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        return loss.mean(), state
+
+    def step(variables, video):
+        params, state, optimizer_state = variables
+        (loss, state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state, video)
+        params, optimizer_state = optimizer.stateless_apply(optimizer_state, grads, params)
+        return (params, state, optimizer_state), loss
+
+    variables = (values(model.trainable_variables), values(model.non_trainable_variables),
+                 values(optimizer.variables))
+    return timed(jax.jit(step, donate_argnums=0), variables, video, steps)
+
+
+def full_train(trainer: MMVTrainer, batch: dict, steps: int) -> dict:
+    """`MMVTrainer.train_step`: all three modalities, the losses and Adam."""
+    state = (values(trainer.trainable_variables), values(trainer.non_trainable_variables),
+             values(trainer.optimizer.variables), values(trainer.metrics_variables))
+
+    def step(state, data):
+        logs, state = trainer.train_step(state, data)
+        return state, logs
+
+    return timed(jax.jit(step, donate_argnums=0), state, batch, steps)
+
+
+def build(preset: str, batch: int, candidates: int, vocabulary: int, word_dim: int):
+    """The preset's MMV model in a compiled trainer, and a random batch on the device."""
+    config = preset_config(preset)
+    rng = np.random.default_rng(0)
+    words = WordVectors(tuple(f"w{i}" for i in range(vocabulary)),
+                        rng.normal(size=(vocabulary, word_dim)).astype("float32"), "random")
+    model = from_preset(preset, {"text": {"vocabulary_size": vocabulary}}, word_vectors=words)
+    trainer = MMVTrainer(model)
+    trainer.compile(optimizer=keras.optimizers.Adam(2e-3), jit_compile=True)
+    host_batch = synthetic_batch(config, batch, candidates, vocabulary)
+    trainer(jax.tree.map(lambda x: x[:1], host_batch))  # build
+    trainer.optimizer.build(trainer.trainable_variables)
+    return trainer, jax.device_put(host_batch)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="s3dg")
@@ -39,6 +121,7 @@ def main() -> None:
     parser.add_argument("--vocabulary", type=int, default=65536)
     parser.add_argument("--word-dim", type=int, default=300)
     parser.add_argument("--precision", default="mixed_bfloat16")
+    parser.add_argument("--parts", default="infer,tower,full", help="comma-separated: infer, tower, full")
     parser.add_argument("--out", help="also write the final JSON here")
     args = parser.parse_args()
 
@@ -46,65 +129,18 @@ def main() -> None:
               "device": str(jax.devices()[0].device_kind), "jax": jax.__version__,
               "keras": keras.__version__, "preset": args.preset, "batch": args.batch,
               "precision": args.precision}
-
-    def emit():
-        print(json.dumps(report), flush=True)
-        if args.out:
-            with open(args.out, "w", encoding="utf-8") as out:
-                json.dump(report, out, indent=1)
-
     keras.mixed_precision.set_global_policy(args.precision)
-    config = preset_config(args.preset)
-    rng = np.random.default_rng(0)
-    words = WordVectors(tuple(f"w{i}" for i in range(args.vocabulary)),
-                        rng.normal(size=(args.vocabulary, args.word_dim)).astype("float32"), "random")
-    model = from_preset(args.preset, {"text": {"vocabulary_size": args.vocabulary}}, word_vectors=words)
-    report["input"] = {"video": [args.batch, config.video.num_frames, config.video.image_size,
-                                 config.video.image_size, 3], "candidates": args.candidates}
-    trainer = MMVTrainer(model)
-    trainer.compile(optimizer=keras.optimizers.Adam(2e-3), jit_compile=True)
-    host_batch = synthetic_batch(config, args.batch, args.candidates, args.vocabulary)
-    trainer(jax.tree.map(lambda x: x[:1], host_batch))  # build
-    trainer.optimizer.build(trainer.trainable_variables)
-    batch = jax.device_put(host_batch)
-    video_params = [v.value for v in model.video_encoder.trainable_variables]
-    video_state = [v.value for v in model.video_encoder.non_trainable_variables]
-    embed = jax.jit(lambda params, video: model.video_encoder.stateless_call(
-        params, video_state, video, training=False)[0])
-    start = time.perf_counter()
-    jax.block_until_ready(embed(video_params, batch["video"]))
-    report["infer_compile_s"] = round(time.perf_counter() - start, 1)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        features = embed(video_params, batch["video"])
-    jax.block_until_ready(features)
-    step_s = (time.perf_counter() - start) / args.steps
-    report["infer_video"] = {"step_s": round(step_s, 4), "clips_per_s": round(args.batch / step_s, 1)}
-    emit()
-
-    state = ([v.value for v in trainer.trainable_variables],
-             [v.value for v in trainer.non_trainable_variables],
-             [v.value for v in trainer.optimizer.variables],
-             [v.value for v in trainer.metrics_variables])
-
-    def step(state, data):
-        logs, state = trainer.train_step(state, data)
-        return state, logs
-
-    train_step = jax.jit(step, donate_argnums=0)
-    start = time.perf_counter()
-    state, logs = train_step(state, batch)
-    jax.block_until_ready(logs)
-    report["train_compile_and_first_step_s"] = round(time.perf_counter() - start, 1)
-    emit()
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        state, logs = train_step(state, batch)
-    jax.block_until_ready(logs)
-    step_s = (time.perf_counter() - start) / args.steps
-    report["train"] = {"step_s": round(step_s, 4), "clips_per_s": round(args.batch / step_s, 1),
-                       "loss": float(logs["loss"]), "steps": args.steps}
-    emit()
+    trainer, batch = build(args.preset, args.batch, args.candidates, args.vocabulary, args.word_dim)
+    report["input"] = {"video": list(batch["video"].shape), "candidates": args.candidates}
+    parts = {"infer": lambda: video_inference(trainer.network.video_encoder, batch["video"], args.steps),
+             "tower": lambda: video_tower_train(trainer.network.video_encoder, batch["video"], args.steps),
+             "full": lambda: full_train(trainer, batch, args.steps)}
+    for part in args.parts.split(","):
+        report[part] = parts[part]()
+        print(json.dumps(report), flush=True)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as out:
+            json.dump(report, out, indent=1)
 
 
 if __name__ == "__main__":

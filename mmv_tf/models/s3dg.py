@@ -87,10 +87,37 @@ class MaxPool3D(layers.Layer):
         return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides}
 
 
+@keras.saving.register_keras_serializable(package="mmv_tf")
+class Conv3DAs2D(layers.Conv3D):
+    """Bias-free SAME Conv3D whose kernel spans space alone or time alone, run as a 2D conv.
+
+    `[B,T,H,W,Cin] -> [B,T',H',W',Cout]`, the same weights and values as `Conv3D`. A `1 x kh x kw`
+    kernel is a 2D conv over the frames `[B*T,H,W,Cin]` (`1 x 1 x 1`: a matrix product over
+    channels), a `kt x 1 x 1` kernel a 2D conv over `[B,T,H*W,Cin]`. GPU conv libraries tune 2D
+    convs and matrix products far better than 3D ones (benchmarks/results/gpu_train_step.json).
+    A kernel spanning both (Conv2d_1a) stays a 3D conv.
+    """
+
+    def call(self, x):
+        (kt, kh, kw), (st, sh, sw) = self.kernel_size, self.strides
+        shape, kernel = ops.shape(x), self.kernel
+        if (kt, kh, kw, st, sh, sw) == (1,) * 6:
+            return ops.matmul(x, kernel[0, 0, 0])
+        if kt == 1 and st == 1:
+            frames = ops.conv(ops.reshape(x, (-1, shape[2], shape[3], shape[4])), kernel[0], (sh, sw),
+                              padding="same")
+            return ops.reshape(frames, (shape[0], shape[1], *ops.shape(frames)[1:]))
+        if (kh, kw, sh, sw) == (1, 1, 1, 1):
+            series = ops.conv(ops.reshape(x, (shape[0], shape[1], -1, shape[4])), kernel[:, :, 0], (st, 1),
+                              padding="same")
+            return ops.reshape(series, (shape[0], -1, shape[2], shape[3], self.filters))
+        return super().call(x)
+
+
 def _conv(channels, kernel, strides, name, video):
     """Conv3D over (T, H, W); deflated (`video` false), the Conv2D over (H, W) it becomes."""
     if video:
-        return layers.Conv3D(channels, kernel, strides, padding="same", use_bias=False, name=name)
+        return Conv3DAs2D(channels, kernel, strides, padding="same", use_bias=False, name=name)
     return layers.Conv2D(channels, kernel[1:], strides[1:], padding="same", use_bias=False, name=name)
 
 

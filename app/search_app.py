@@ -3,13 +3,16 @@ image, and see the best clips play.
 
 `SearchService` does the work (embed the query, rank the index, cut clips) and knows nothing of
 Gradio; `build_app` lays out the page; `serve` starts it on this machine only, with analytics off.
+Uploads, cut clips and Gradio's copies of them are deleted when the server stops.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -21,6 +24,10 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 MAX_UPLOAD_MB = 50
+# Gradio deletes the uploads and its copies of the clips every hour once a day old, and all of
+# them when the server stops.
+CACHE_CHECK_SECONDS = 3600
+CACHE_MAX_AGE_SECONDS = 24 * 3600
 TARGETS = ("video", "audio", "text")
 AUTO_SPACE = "auto"
 
@@ -34,6 +41,7 @@ class ClipHit:
     end: float
     caption: str
     clip: str | None  # a playable mp4 around the hit; None where the source video is gone
+    gone: str | None = None  # the source video's path, where it is gone
 
     @property
     def label(self) -> str:
@@ -51,7 +59,7 @@ class SearchService:
 
         self.index = SearchIndex(index_path)
         self.model = ExportedModel(model_path)
-        self.index.check_model(self.model.metadata)
+        self.index.check_model(self.model)
         self.image_model = None
         if image_model_path is not None:  # a deflated image model: images land where videos do
             self.image_model = ExportedModel(image_model_path)
@@ -91,11 +99,13 @@ class SearchService:
         for hit in hits:
             item = hit.item
             source = self.sources.get(item["video_id"])
-            clip = None
+            clip, gone = None, None
             if source and Path(source).is_file():
                 clip = str(cut_clip(source, item["start"], item["end"], self.clip_cache))
+            else:
+                gone = str(source)
             results.append(ClipHit(hit.rank, hit.score, item["video_id"], item["start"], item["end"],
-                                   item.get("caption") or item.get("text") or "", clip))
+                                   item.get("caption") or item.get("text") or "", clip, gone))
         return space, results
 
     def _embed_image(self, path: Path) -> dict:
@@ -141,10 +151,15 @@ def build_app(service: SearchService):
             gallery = [(h.clip, h.label) for h in hits if h.clip]
             table = [[h.rank, round(h.score, 4), h.video_id, h.start, h.end, h.caption] for h in hits]
             status = f"**{len(hits)}** {target} results for the {modality} query, compared in space `{used}`."
+            gone = [h.gone for h in hits if h.gone]
+            if gone:
+                status += (f" {len(gone)} cannot play: their source videos are gone (moved or deleted "
+                           f"since `mmv-tf embed`), e.g. `{gone[0]}`.")
             return gallery, table, status
         return handler
 
-    with gr.Blocks(title="mmv-tf search", analytics_enabled=False) as page:
+    with gr.Blocks(title="mmv-tf search", analytics_enabled=False,
+                   delete_cache=(CACHE_CHECK_SECONDS, CACHE_MAX_AGE_SECONDS)) as page:
         gr.Markdown("# mmv-tf cross-modal search\nFind the moments of the corpus that match a "
                     "sentence, a sound or a video clip. Scores are cosine similarities.")
         with gr.Row():
@@ -186,16 +201,41 @@ def build_app(service: SearchService):
     return page
 
 
+def _removes_when_stopped(folder: Path):
+    """A FastAPI lifespan that deletes `folder` when the server shuts down (`page.close()`, Ctrl+C)."""
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        try:
+            yield
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return lifespan
+
+
 def serve(model_path: str | Path, index_path: str | Path, host: str = "127.0.0.1",
           port: int | None = None, block: bool = True, image_model_path: str | Path | None = None):
-    """Start the app; with `block=False` return (page, url) and leave it running in a thread."""
+    """Start the app; with `block=False` return (page, url) and leave it running in a thread
+    (`page.close()` stops it). The clips it cuts, and the uploads, are deleted when it stops."""
     clip_cache = Path(tempfile.mkdtemp(prefix="mmv-tf-clips-"))
-    service = SearchService(model_path, index_path, clip_cache, image_model_path)
-    page = build_app(service)
-    page.queue(default_concurrency_limit=1)  # one model: queries take turns
-    _, url, _ = page.launch(server_name=host, server_port=port, share=False, inbrowser=False,
-                            max_file_size=f"{MAX_UPLOAD_MB}mb", allowed_paths=[],
-                            enable_monitoring=False, ssr_mode=False, footer_links=[], show_error=True,
-                            prevent_thread_lock=not block, quiet=not block,
-                            theme=_fonts_of_this_machine())
-    return page, url
+    running = False
+    try:
+        service = SearchService(model_path, index_path, clip_cache, image_model_path)
+        page = build_app(service)
+        page.queue(default_concurrency_limit=1)  # one model: queries take turns
+        _, url, _ = page.launch(server_name=host, server_port=port, share=False, inbrowser=False,
+                                max_file_size=f"{MAX_UPLOAD_MB}mb", allowed_paths=[],
+                                enable_monitoring=False, ssr_mode=False, footer_links=[],
+                                show_error=True, prevent_thread_lock=True, quiet=not block,
+                                theme=_fonts_of_this_machine(),
+                                app_kwargs={"lifespan": _removes_when_stopped(clip_cache)})
+        if not block:
+            running = True
+            return page, url
+        try:
+            page.block_thread()  # until Ctrl+C
+        finally:
+            page.close(verbose=False)  # the server's shutdown deletes the uploads and copies
+        return page, url
+    finally:
+        if not running:
+            shutil.rmtree(clip_cache, ignore_errors=True)

@@ -3,8 +3,8 @@
 DIR/corpus/      the demo corpus (`mmv-tf data demo`), generated if it has no manifest
 DIR/embeddings/  one split of it embedded with the model (`mmv-tf embed`)
 DIR/index/       the search index over those embeddings (`mmv-tf index`)
-Each step is skipped when its finished output exists and was made by the same model; an
-interrupted step resumes (corpus, embeddings) or starts again (index).
+Each step is skipped when its finished output exists and was made from the same input with the
+same model and settings; an interrupted step resumes (corpus, embeddings) or starts again (index).
 """
 
 from __future__ import annotations
@@ -35,12 +35,8 @@ class Workspace:
         return self.root / "index"
 
 
-def _made_by(info_file: Path, metadata: dict) -> bool:
-    """Whether the finished output described by `info_file` came from the model of `metadata`."""
-    if not info_file.is_file():
-        return False
-    made = json.loads(info_file.read_text(encoding="utf-8"))["model"]
-    return all(made.get(key) == metadata.get(key) for key in ("name", "created", "spaces"))
+def _read_info(info_file: Path) -> dict | None:
+    return json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else None
 
 
 def prepare_demo(root: str | Path, model_path: str | Path, videos: int = 1000, seed: int = 0,
@@ -58,18 +54,22 @@ def prepare_demo(root: str | Path, model_path: str | Path, videos: int = 1000, s
         say(f"corpus: generating {videos} demo videos into {space.corpus}")
         generate_demo_corpus(space.corpus, videos, seed)
 
-    model = ExportedModel(model_path)
-    if _made_by(space.embeddings / INFO_FILE, model.metadata):
+    model, settings = ExportedModel(model_path), EmbedSettings(split=split)
+    wanted = {"source": str(space.corpus.resolve()), "settings": dataclasses.asdict(settings)}
+    embedded = _read_info(space.embeddings / INFO_FILE)
+    if embedded and embedded.get("model_identity") == model.identity and \
+            {k: embedded[k] for k in wanted} == wanted:
         say(f"embeddings: reusing {space.embeddings}")
     else:
-        if (space.embeddings / INFO_FILE).is_file():  # finished, but by another model
+        if embedded:  # finished, but by another model or with other settings
             remove_path(space.embeddings)
         say(f"embeddings: embedding the {split or 'whole'} split with {model.path}")
-        embed_corpus(space.corpus, model, space.embeddings, EmbedSettings(split=split))
+        embed_corpus(space.corpus, model, space.embeddings, settings)
 
-    if _made_by(space.index / INDEX_FILE, model.metadata):
+    indexed = _read_info(space.index / INDEX_FILE)
+    if indexed and indexed["model"] == model.identity and indexed.get("embedding_settings") == wanted:
         say(f"index: reusing {space.index}")
     else:
         say(f"index: indexing into {space.index}")
-        build_index(space.embeddings, space.index)
+        build_index(space.embeddings, space.index, overwrite=True)  # the workspace's own index
     return space

@@ -22,22 +22,44 @@ app = typer.Typer(
 )
 
 
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace --out even if mmv-tf did not write it "
+                                                    "(its files are deleted).")
+
 data_app = typer.Typer(help="Make, ingest and inspect video corpora.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 
+def _one_line_error(error: BaseException) -> str | None:
+    """The one-line message of an error the user can act on, or None for a bug (shown in full).
+
+    Ours (`InputError`, a diverged loss), the system's (a missing file, a full or read-only disk,
+    a permission) and file-format errors of the libraries that read users' files (TensorFlow,
+    Arrow), each of which names the file."""
+    from mmv_tf.errors import InputError, NonFiniteLossError
+
+    if isinstance(error, (InputError, NonFiniteLossError)):
+        return str(error)
+    if isinstance(error, OSError):
+        where = error.filename or error.filename2
+        return f"{where}: {error.strerror}" if where and error.strerror else str(error)
+    library = type(error).__module__.split(".")[0]
+    if library in ("tensorflow", "pyarrow"):
+        return str(getattr(error, "message", None) or error)
+    return None
+
+
 def reports_input_errors(command):
-    """Show an `InputError` (bad file, field or option) or a diverged loss as one line on stderr,
-    and exit with 1."""
+    """Show an error the user can act on (`_one_line_error`) as one line on stderr, and exit with 1."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from mmv_tf.errors import InputError, NonFiniteLossError
-
         try:
             return command(*args, **kwargs)
-        except (InputError, FileNotFoundError, NonFiniteLossError) as error:
-            typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        except Exception as error:
+            message = _one_line_error(error)
+            if message is None:
+                raise
+            typer.secho(f"error: {' '.join(message.split())}", err=True, fg=typer.colors.RED)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -102,13 +124,14 @@ def data_digits(
                                                       "(test: unseen in training)."),
     per_class: int = typer.Option(30, "--per-class", min=2, help="Images per digit."),
     seed: int = typer.Option(0, "--seed", help="Seed (the corpus's seed keeps the splits apart)."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Write still pictures of the demo's handwritten digits, labelled by folder, for classification."""
     from mmv_tf.data.demo import write_digit_images
 
     if split not in ("train", "val", "test"):
         raise typer.BadParameter(f"split must be train, val or test; got {split!r}")
-    write_digit_images(out, split, per_class, seed)
+    write_digit_images(out, split, per_class, seed, overwrite=overwrite)
     typer.echo(f"wrote {10 * per_class} digit images ({split} split) into {out}")
 
 
@@ -234,11 +257,12 @@ def index_command(
     kind: str = typer.Option("auto", "--kind",
                              help="exact, approximate (faiss HNSW) or auto (approximate from "
                                   "2M rows, see benchmarks/search.py)."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Build search indexes over the embedded windows and captions, one per space and modality."""
     from mmv_tf.index import build_index
 
-    info = build_index(embeddings, out, kind)
+    info = build_index(embeddings, out, kind, overwrite=overwrite)
     shown = ", ".join(f"{name} ({g['rows']} rows, {g['kind']})" for name, g in info["galleries"].items())
     typer.echo(f"indexed into {out}: {shown}")
 
@@ -262,7 +286,7 @@ def search_command(
 
     search_index = SearchIndex(index)
     exported = ExportedModel(model)
-    search_index.check_model(exported.metadata)  # before the query is decoded and embedded
+    search_index.check_model(exported)  # before the query is decoded and embedded
     modality, query = embed_query(exported, text=text, audio=audio, video=video)
     space, hits = search(exported, search_index, modality, query, target, k)
     if as_json:
@@ -403,8 +427,10 @@ def deflate(
     from mmv_tf.deflation import DeflationError, DeflationSettings
     from mmv_tf.deflation import deflate as deflate_network
     from mmv_tf.export import export_image_network
+    from mmv_tf.files import check_output
     from mmv_tf.saved_model import load_network, read_metadata
 
+    check_output(out, "model", (model,), overwrite)  # before the deflation's minutes of work
     metadata = read_metadata(model)
     if "video" not in metadata["signatures"]:
         raise DeflationError(f"{model} has no video signature: it is not a video model")
@@ -414,7 +440,7 @@ def deflate(
     image_network, report = deflate_network(network, pictures, settings)
     report.update(source_model=str(model), image_source=str(images))
     export_image_network(image_network, out, source_metadata=metadata, deflation=report,
-                         overwrite=overwrite)
+                         overwrite=overwrite, inputs=(model,))
     gap = f"L1 gap to the video net on {report['images']['held_out']} held-out images: " \
           f"naive {report['l1_naive']:.4f}"
     if "l1_tuned" in report:
@@ -441,18 +467,23 @@ def classify_fit(
                                  help="Zero-shot text for a class name, e.g. 'a {}'."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and the classifier."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a summary."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Fit a linear probe on the model's features and test it, with zero-shot by class names."""
-    from mmv_tf.classify import evaluate_classification, save_probe
+    from mmv_tf.classify import check_template, evaluate_classification, save_probe
+    from mmv_tf.files import check_output
     from mmv_tf.images import read_labelled_folder
     from mmv_tf.saved_model import ExportedModel
 
+    check_template(template)
+    if out is not None:
+        check_output(out, "probe", (model, images), overwrite)  # before the images are embedded
     exported = ExportedModel(model)
     loaded, labels, classes = read_labelled_folder(images, exported.image_size)
     _say_notes(loaded.notes)
     result = evaluate_classification(exported, loaded.images, labels, classes, held_out, seed, template)
     if out is not None:
-        save_probe(result, model, out)
+        save_probe(result, model, out, inputs=(images,), overwrite=overwrite)
     summary = {k: v for k, v in result.items() if k != "probe"}
     if as_json:
         typer.echo(json.dumps(summary, indent=1))

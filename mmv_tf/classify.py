@@ -8,15 +8,19 @@ the static video repeating it. Both report accuracy on the same stratified held-
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from mmv_tf.errors import InputError
-from mmv_tf.files import atomic_path
+from mmv_tf.files import written_folder
 
-PROBE_FILE = "probe.joblib"
+PROBE_FILE = "probe.npz"  # plain arrays, read with allow_pickle=False: loading runs no code
 PROBE_INFO = "probe.json"
+PICKLED_PROBE_FILE = "probe.joblib"  # how older versions saved it; never loaded (unpickling runs code)
+PROBE_ARRAYS = ("mean", "scale", "coef", "intercept", "classes")
 
 
 def visual_modality(model) -> str:
@@ -78,25 +82,154 @@ def evaluate_classification(model, images: np.ndarray, labels: np.ndarray, class
     }
 
 
-def save_probe(result: dict, model_path: Path, out: str | Path) -> Path:
-    """Write the fitted probe and what it needs (model, classes, accuracies) into folder `out`."""
-    import joblib
+class LinearProbe:
+    """A fitted StandardScaler + LogisticRegression as plain arrays: `predict` does what the
+    scikit-learn pipeline's `predict` does, step by step, so it gives the same classes."""
 
+    def __init__(self, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray,
+                 intercept: np.ndarray, classes: np.ndarray):
+        self.mean, self.scale, self.coef = mean, scale, coef
+        self.intercept, self.classes = intercept, classes
+
+    @classmethod
+    def from_pipeline(cls, pipeline) -> LinearProbe:
+        """The arrays of `fit_probe`'s pipeline (a LinearProbe is returned as it is)."""
+        if isinstance(pipeline, cls):
+            return pipeline
+        scaler, classifier = (step for _, step in pipeline.steps)
+        if not (scaler.with_mean and scaler.with_std):
+            raise ValueError("the probe's scaler must centre and scale, as fit_probe's does")
+        return cls(scaler.mean_, scaler.scale_, classifier.coef_, classifier.intercept_,
+                   classifier.classes_)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in PROBE_ARRAYS}
+
+    def decision_function(self, features: np.ndarray) -> np.ndarray:
+        features = np.asarray(features)
+        if features.ndim != 2 or features.shape[1] != self.mean.shape[0]:
+            raise ValueError(f"the probe takes features [N, {self.mean.shape[0]}], "
+                             f"not {list(features.shape)}")
+        if features.dtype not in (np.float64, np.float32, np.float16):
+            features = features.astype(np.float64)
+        scaled = features.copy()  # as StandardScaler.transform: in the features' float type
+        scaled -= self.mean.astype(scaled.dtype)
+        scaled /= self.scale.astype(scaled.dtype)
+        scores = scaled @ self.coef.T + self.intercept  # as LogisticRegression.decision_function
+        return scores.reshape(-1) if scores.shape[1] == 1 else scores
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        scores = self.decision_function(features)
+        indices = (scores > 0).astype(np.intp) if scores.ndim == 1 else scores.argmax(axis=1)
+        return self.classes.take(indices, axis=0)
+
+
+def check_template(template: str) -> None:
+    """Refuse a zero-shot template without exactly one `{}` for the class name."""
+    try:
+        filled = template.format("\0")
+    except (IndexError, KeyError, ValueError):
+        filled = None
+    if filled is None or filled.count("\0") != 1:
+        raise InputError(f"--template {template!r} must hold one {{}} for the class name and no other "
+                         "braces, e.g. 'a photo of a {}'")
+
+
+def save_probe(result: dict, model_path: Path, out: str | Path, *, inputs: tuple = (),
+               overwrite: bool = False) -> Path:
+    """Write the fitted probe (its arrays, no pickle) and what it needs (model, classes,
+    accuracies) into folder `out`, which may replace an earlier probe (any folder if `overwrite`)
+    but none of `inputs`."""
     out = Path(out)
+    probe = LinearProbe.from_pipeline(result["probe"])
+    if probe.classes.dtype.kind not in "iu":
+        raise ValueError("the probe's classes must be integers: indices of result['classes']")
     info = {"model": str(Path(model_path).resolve()), "feature": "before_head",
             **{k: v for k, v in result.items() if k != "probe"}}
-    with atomic_path(out) as partial:
+    with written_folder(out, "probe", inputs=(model_path, *inputs), overwrite=overwrite) as partial:
         partial.mkdir(parents=True)
-        joblib.dump(result["probe"], partial / PROBE_FILE)
+        with open(partial / PROBE_FILE, "wb") as file:
+            np.savez(file, **probe.arrays())
         (partial / PROBE_INFO).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     return out
 
 
-def load_probe(folder: str | Path) -> tuple[object, dict]:
-    import joblib
-
+def load_probe(folder: str | Path) -> tuple[LinearProbe, dict]:
+    """(probe, info) from a `save_probe` folder. Only plain numeric arrays are read: a pickle, an
+    object array, a malformed file or wrong shapes are refused with an InputError naming the file."""
     folder = Path(folder)
     if not (folder / PROBE_INFO).is_file():
         raise InputError(f"{folder} is not a probe folder (no {PROBE_INFO}; make one with "
                          "mmv-tf classify fit)")
-    return joblib.load(folder / PROBE_FILE), json.loads((folder / PROBE_INFO).read_text("utf-8"))
+    info = _read_probe_info(folder / PROBE_INFO)
+    path = folder / PROBE_FILE
+    if not path.is_file():
+        if (folder / PICKLED_PROBE_FILE).exists():
+            raise InputError(f"{folder / PICKLED_PROBE_FILE}: a pickled probe of an older mmv-tf, "
+                             "not loaded because unpickling can run code; fit it again with "
+                             "mmv-tf classify fit")
+        raise InputError(f"{path}: missing; make the probe with mmv-tf classify fit")
+    probe = _read_probe_arrays(path)
+    if not all(0 <= c < len(info["classes"]) for c in probe.classes.tolist()):
+        raise InputError(f"{path}: its classes {probe.classes.tolist()} are not indices of the "
+                         f"{len(info['classes'])} classes in {PROBE_INFO}")
+    return probe, info
+
+
+def _read_probe_info(path: Path) -> dict:
+    try:
+        info = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{path}: not a readable JSON probe description ({error})") from None
+    if not (isinstance(info, dict) and isinstance(info.get("model"), str)
+            and isinstance(info.get("feature"), str) and isinstance(info.get("classes"), list)):
+        raise InputError(f"{path}: needs a JSON object with the text fields model and feature and "
+                         "the list classes")
+    return info
+
+
+def _read_probe_arrays(path: Path) -> LinearProbe:
+    """The probe's arrays, checked: float mean/scale/coef/intercept, integer classes, and
+    shapes that fit together (one coef row for two classes, one per class for more)."""
+    def refuse(why: str):
+        return InputError(f"{path}: not a probe file of mmv-tf classify fit ({why})")
+
+    try:
+        data = np.load(path, allow_pickle=False)  # a pickle or an object array raises ValueError
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise refuse("a single array, not an npz archive")
+        with data:
+            if sorted(data.files) != sorted(PROBE_ARRAYS):
+                raise refuse(f"holds {sorted(data.files)}, not {sorted(PROBE_ARRAYS)}")
+            arrays = {name: data[name] for name in PROBE_ARRAYS}
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, NotImplementedError, RuntimeError,
+            zipfile.BadZipFile, zlib.error) as error:
+        why = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "pickle" in why.lower() or "object arrays" in why.lower():  # numpy's refusal to unpickle
+            why = ("not an npz archive of plain arrays; pickled data is never loaded, because "
+                   "unpickling can run code")
+        raise refuse(why) from None
+    for name, array in arrays.items():  # NpzFile gives a member that is not .npy as bytes
+        if not isinstance(array, np.ndarray):
+            raise refuse(f"{name} is not an .npy array")
+    for name in ("mean", "scale", "coef", "intercept"):
+        if arrays[name].dtype.kind != "f":
+            raise refuse(f"{name} must hold floats, not {arrays[name].dtype}")
+        if not np.all(np.isfinite(arrays[name])):
+            raise refuse(f"{name} holds NaN or infinite values")
+    classes = arrays["classes"]
+    if classes.dtype.kind not in "iu" or classes.ndim != 1 or len(classes) < 2 \
+            or len(np.unique(classes)) != len(classes):
+        raise refuse("classes must be two or more distinct integers")
+    mean, scale, coef, intercept = (arrays[n] for n in ("mean", "scale", "coef", "intercept"))
+    rows = 1 if len(classes) == 2 else len(classes)
+    if mean.ndim != 1 or len(mean) == 0 or scale.shape != mean.shape \
+            or coef.shape != (rows, len(mean)) or intercept.shape != (rows,):
+        raise refuse(f"shapes mean {list(mean.shape)}, scale {list(scale.shape)}, coef "
+                     f"{list(coef.shape)}, intercept {list(intercept.shape)} do not fit "
+                     f"{len(classes)} classes")
+    if not np.all(scale > 0):
+        raise refuse("scale must be positive")
+    return LinearProbe(mean, scale, coef, intercept, classes)

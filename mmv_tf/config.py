@@ -1,9 +1,10 @@
 """Typed dataclass configs with YAML files and `a.b=value` overrides.
 
 Configs are frozen dataclasses whose fields are primitives, tuples, Optional
-values or nested config dataclasses. `from_dict` rejects unknown keys and
-wrong types with the dotted path of the bad field, so a typo in a YAML file or
-a `--set` override fails before any work starts.
+values or nested config dataclasses. `from_dict` rejects unknown keys, wrong
+types and values outside a field's `bounded` range with the dotted path of the
+bad field, so a typo in a YAML file or a `--set` override fails before any work
+starts.
 """
 
 from __future__ import annotations
@@ -23,6 +24,31 @@ C = TypeVar("C")
 
 class ConfigError(InputError):
     """A config field is unknown or has a value of the wrong type."""
+
+
+def bounded(default: Any, *, least: float | None = None, above: float | None = None,
+            most: float | None = None, min_items: int | None = None) -> Any:
+    """A dataclass field whose values must be >= `least`, > `above`, <= `most`, or (a tuple)
+    hold at least `min_items` items; None passes where the field is optional."""
+    limits = {"least": least, "above": above, "most": most, "min_items": min_items}
+    return dataclasses.field(default=default, metadata={k: v for k, v in limits.items() if v is not None})
+
+
+def _check_bounds(value: Any, limits: typing.Mapping[str, Any], path: str) -> None:
+    if value is None:
+        return
+    if "min_items" in limits and len(value) < limits["min_items"]:
+        raise ConfigError(f"{path}: needs at least {limits['min_items']} item(s), got {len(value)}")
+    if "least" in limits and value < limits["least"]:
+        raise ConfigError(f"{path}: must be at least {limits['least']}, got {value!r}")
+    if "above" in limits and value <= limits["above"]:
+        raise ConfigError(f"{path}: must be greater than {limits['above']}, got {value!r}")
+    if "most" in limits and value > limits["most"]:
+        raise ConfigError(f"{path}: must be at most {limits['most']}, got {value!r}")
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -91,17 +117,19 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
 def from_dict(cls: type[C], data: dict[str, Any], path: str = "") -> C:
     """Build the dataclass `cls` from a nested dict, checking names and types."""
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = set(fields)
     unknown = sorted(set(data) - names)
     if unknown:
         where = f"{path}." if path else ""
         raise ConfigError(
             f"unknown config key {where}{unknown[0]} (known: {', '.join(sorted(names))})"
         )
-    kwargs = {
-        name: _coerce(value, hints[name], f"{path}.{name}" if path else name)
-        for name, value in data.items()
-    }
+    kwargs = {}
+    for name, value in data.items():
+        where = f"{path}.{name}" if path else name
+        kwargs[name] = _coerce(value, hints[name], where)
+        _check_bounds(kwargs[name], fields[name].metadata, where)
     return cls(**kwargs)
 
 
@@ -131,7 +159,11 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
         *parents, leaf = key.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML "
+                              f"({_one_line(error)})") from None
     return nested
 
 
@@ -140,8 +172,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"cannot read config {path}: it is not UTF-8 text (byte "
+                          f"{error.object[error.start]:#x} at offset {error.start})") from None
     except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"cannot read config {path}: {error}") from error
+        raise ConfigError(f"cannot read config {path}: {_one_line(error)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

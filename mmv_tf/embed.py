@@ -27,7 +27,7 @@ import numpy as np
 from mmv_tf.data.subtitles import Caption
 from mmv_tf.errors import InputError
 from mmv_tf.export import space_embeddings
-from mmv_tf.files import atomic_path, remove_path, write_text_atomically
+from mmv_tf.files import atomic_path, claimed_folder, remove_path, write_text_atomically
 
 TABLES = ("videos", "windows", "captions")
 INFO_FILE = "embeddings.json"
@@ -76,13 +76,14 @@ def read_media(src: str | Path, fps: float, sample_rate: int, short_side: int,
     for the videos whose position `skip(index)` accepts (these are not decoded).
     """
     from mmv_tf.data.ingest import DATASET_NAME
-    from mmv_tf.data.shards import shard_files
+    from mmv_tf.data.shards import check_dataset, shard_files
 
     src = Path(src)
-    if src.is_dir() and shard_files(src):
+    if src.is_dir() and (shard_files(src) or (src / DATASET_NAME).is_file()):
+        files = check_dataset(src, split)  # refuses unfinished or empty folders
         summary = src / DATASET_NAME  # ingest's summary counts the videos, not those of each split
         total = json.loads(summary.read_text(encoding="utf-8")).get("videos") if summary.is_file() else None
-        return (total if split is None else None), _media_from_shards(src, split, skip)
+        return (total if split is None else None), _media_from_shards(files, skip)
     from mmv_tf.data.sources import SPLITS, list_sources
 
     if split is not None and split not in SPLITS:
@@ -112,14 +113,11 @@ def _media_from_sources(sources, fps: float, sample_rate: int, short_side: int,
                     source.labels_json)
 
 
-def _media_from_shards(folder: Path, split: str | None, skip) -> Iterator[Media | None]:
+def _media_from_shards(files: list[str], skip) -> Iterator[Media | None]:
     import tensorflow as tf
 
-    from mmv_tf.data.shards import parse_video, shard_files
+    from mmv_tf.data.shards import parse_video
 
-    files = shard_files(folder, split)
-    if not files:
-        raise EmbedError(f"{folder} has no shards of split {split!r}")
     for index, example in enumerate(tf.data.TFRecordDataset(files).map(parse_video).as_numpy_iterator()):
         if skip(index):
             yield None
@@ -259,16 +257,31 @@ def embedding_dims(metadata: dict) -> dict[str, int]:
 
 def embed_corpus(src: str | Path, model, out: str | Path, settings: EmbedSettings | None = None,
                  progress: bool = True) -> dict:
-    """Embed every video of `src` with `model` (an `ExportedModel`) into `out`; returns the summary."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from tqdm import tqdm
-
+    """Embed every video of `src` with `model` (an `ExportedModel`) into `out`; returns the summary.
+    `out` is checked, and the source listed, before anything is written."""
     settings = settings or EmbedSettings()
     out = Path(out)
     if (out / INFO_FILE).is_file():
         raise EmbedError(f"{out} already holds finished embeddings; choose another folder or delete it")
     parts = out / ".parts"
+    total, media_iter = read_media(src, model.fps, model.sample_rate, model.image_size, settings.split,
+                                   skip=lambda index: _part(parts, index, settings).is_dir())  # done earlier
+    with claimed_folder(out, "embeddings", inputs=[src, model.path]):
+        return _embed_into(out, parts, total, media_iter, src, model, settings, progress)
+
+
+def _part(parts: Path, index: int, settings: EmbedSettings) -> Path:
+    """The part folder of source video `index`: part k holds videos k*N .. k*N+N-1 (embedded or not)."""
+    return parts / f"{index // settings.videos_per_part:05d}"
+
+
+def _embed_into(out: Path, parts: Path, total: int | None, media_iter, src, model, settings: EmbedSettings,
+                progress: bool) -> dict:
+    """`embed_corpus`'s work, once `out` is claimed: embed into parts, then merge them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tqdm import tqdm
+
     parts.mkdir(parents=True, exist_ok=True)
     plan = {"source": str(Path(src).resolve()), "model": str(model.path.resolve()),
             "model_created": model.metadata.get("created"), "settings": dataclasses.asdict(settings),
@@ -283,9 +296,6 @@ def embed_corpus(src: str | Path, model, out: str | Path, settings: EmbedSetting
     stride = int(round((settings.window_stride or model.window_seconds / 2) * model.fps))
     per_part = settings.videos_per_part
 
-    def part_of(index: int) -> Path:  # part k holds the videos (embedded or skipped) k*N .. k*N+N-1
-        return parts / f"{index // per_part:05d}"
-
     def write_part(folder: Path, rows: dict, skipped: list[str]) -> None:
         with atomic_path(folder) as partial:
             partial.mkdir()
@@ -295,8 +305,6 @@ def embed_corpus(src: str | Path, model, out: str | Path, settings: EmbedSetting
 
     rows: dict[str, list[dict]] = {name: [] for name in TABLES}
     skipped: list[str] = []
-    total, media_iter = read_media(src, model.fps, model.sample_rate, model.image_size, settings.split,
-                                   skip=lambda index: part_of(index).is_dir())  # done earlier
     index = -1
     with tqdm(desc="embed", unit="video", total=total, disable=not progress) as bar:
         for index, item in enumerate(media_iter):
@@ -308,10 +316,10 @@ def embed_corpus(src: str | Path, model, out: str | Path, settings: EmbedSetting
                 for name, new in embed_media(model, item, stride).items():
                     rows[name].extend(new)
             if item is not None and (index + 1) % per_part == 0:
-                write_part(part_of(index), rows, skipped)
+                write_part(_part(parts, index, settings), rows, skipped)
                 rows, skipped = {name: [] for name in TABLES}, []
-        if index >= 0 and not part_of(index).is_dir():
-            write_part(part_of(index), rows, skipped)
+        if index >= 0 and not _part(parts, index, settings).is_dir():
+            write_part(_part(parts, index, settings), rows, skipped)
 
     finished = sorted(parts.glob("[0-9]*"))
     skipped = [m for p in finished for m in json.loads((p / SKIPPED_FILE).read_text(encoding="utf-8"))]
@@ -326,7 +334,8 @@ def embed_corpus(src: str | Path, model, out: str | Path, settings: EmbedSetting
         with atomic_path(out / f"{name}.parquet") as partial:
             pq.write_table(table, partial)
         counts[name] = table.num_rows
-    info = {"model": model.metadata, "model_path": str(model.path), "source": str(src),
+    info = {"model": model.metadata, "model_identity": model.identity, "model_path": str(model.path),
+            "source": str(Path(src).resolve()),
             "settings": dataclasses.asdict(settings), "window_seconds": model.window_seconds,
             "stride_seconds": stride / model.fps, "counts": counts, "skipped": skipped,
             "dims": dims}

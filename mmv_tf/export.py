@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from mmv_tf.errors import InputError
-from mmv_tf.files import atomic_path
+from mmv_tf.files import written_folder
 
 METADATA_FILE = "mmv_tf.json"
 KERAS_CONFIG_FILE = "keras_config.json"
@@ -54,11 +54,11 @@ def space_embeddings(outputs: dict) -> dict:
 
 
 def export_network(network, out: str | Path, *, name: str | None = None, training: dict | None = None,
-                   overwrite: bool = False) -> Path:
+                   overwrite: bool = False, inputs: tuple = ()) -> Path:
     """Write `network` (an `MMV`, TensorFlow backend) as a SavedModel folder `out`; returns it.
 
     `training` (e.g. {"steps": 600, "run": "runs/demo", "config": {...}}) goes into the metadata.
-    The folder appears whole or not at all.
+    The folder appears whole or not at all, never over one of `inputs` (the run it came from).
     """
     import tensorflow as tf
 
@@ -84,11 +84,11 @@ def export_network(network, out: str | Path, *, name: str | None = None, trainin
         **describe_network(network),
         "training": training or {},
     }
-    return _write(archive, network, metadata, out)
+    return _write(archive, network, metadata, out, inputs)
 
 
 def export_image_network(image_network, out: str | Path, *, source_metadata: dict, deflation: dict,
-                         overwrite: bool = False) -> Path:
+                         overwrite: bool = False, inputs: tuple = ()) -> Path:
     """Write a deflated `ImageMMV` as a SavedModel with signatures `image` (float32 `[B, H, W, 3]`
     in [0, 1] -> before_head and the video's spaces) and `text` (as the source model's)."""
     import tensorflow as tf
@@ -110,7 +110,7 @@ def export_image_network(image_network, out: str | Path, *, source_metadata: dic
                         "text": described["before_head"]["text"]},
         "deflation": deflation,
     }
-    return _write(archive, image_network, metadata, out)
+    return _write(archive, image_network, metadata, out, inputs)
 
 
 def _archive_with_tokenizer(network, out: Path, overwrite: bool):
@@ -131,15 +131,15 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def _write(archive, keras_object, metadata: dict, out: Path) -> Path:
-    """Write the archive, the metadata and the Keras config into folder `out`, whole or not at all."""
+def _write(archive, keras_object, metadata: dict, out: Path, inputs: tuple) -> Path:
+    """Write the archive, the metadata and the Keras config into folder `out`, whole or not at all
+    (`_archive_with_tokenizer` already refused an existing `out` without overwrite)."""
     import keras
 
     # The underlying tf.Variables, in the object's order: the ones the endpoints capture, so each is
     # saved once (tracking the Keras wrappers as well would store every weight twice).
     archive.add_variable_collection(NETWORK_VARIABLES, [v.value for v in keras_object.variables])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as partial:
+    with written_folder(out, "model", inputs=inputs, overwrite=True) as partial:
         archive.write_out(str(partial), verbose=False)
         (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
         (partial / KERAS_CONFIG_FILE).write_text(
@@ -166,4 +166,5 @@ def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False)
     checkpoint.restore(latest).assert_existing_objects_matched()
     training = {"run": str(run_dir), "preset": config.preset, "checkpoint": Path(latest).name,
                 "steps": int(optimizer.iterations.numpy()), "config": config_lib.to_dict(config)}
-    return export_network(network, out, name=Path(out).name, training=training, overwrite=overwrite)
+    return export_network(network, out, name=Path(out).name, training=training, overwrite=overwrite,
+                          inputs=(run_dir,))

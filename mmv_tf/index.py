@@ -20,7 +20,7 @@ import numpy as np
 
 from mmv_tf.embed import INFO_FILE
 from mmv_tf.errors import InputError
-from mmv_tf.files import atomic_path
+from mmv_tf.files import written_folder
 
 INDEX_FILE = "index.json"
 # benchmarks/search.py (2 cores, 256-d): exact search takes 0.26 / 7.5 / 86 ms per query at 10k / 100k /
@@ -53,8 +53,9 @@ def build_hnsw(vectors: np.ndarray, rows: np.ndarray | None = None):
     return index
 
 
-def build_index(embeddings: str | Path, out: str | Path, kind: str = "auto") -> dict:
-    """Index the embeddings folder `embeddings` (from `mmv-tf embed`) into `out`; returns index.json."""
+def build_index(embeddings: str | Path, out: str | Path, kind: str = "auto", overwrite: bool = False) -> dict:
+    """Index the embeddings folder `embeddings` (from `mmv-tf embed`) into `out`; returns index.json.
+    `out` may replace an earlier index, or any folder if `overwrite`."""
     import faiss
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -71,7 +72,7 @@ def build_index(embeddings: str | Path, out: str | Path, kind: str = "auto") -> 
     videos = pq.read_table(embeddings / "videos.parquet", columns=["video_id", "source"]).to_pylist()
     sources = {v["video_id"]: v["source"] for v in videos}
     galleries = {}
-    with atomic_path(out) as partial:
+    with written_folder(out, "index", inputs=[embeddings], overwrite=overwrite) as partial:
         partial.mkdir(parents=True)
         for table, items_name in ((windows, "windows"), (captions, "captions")):
             for column in table.column_names:
@@ -102,8 +103,9 @@ def build_index(embeddings: str | Path, out: str | Path, kind: str = "auto") -> 
             item["source"] = sources.get(item["video_id"])
         pq.write_table(pa.Table.from_pylist(items), partial / "items.parquet")
         pq.write_table(without_embeddings(captions), partial / "captions.parquet")
-        index_info = {"model": {k: info["model"][k] for k in ("name", "created", "spaces")},
-                      "embeddings": str(embeddings), "galleries": galleries,
+        index_info = {"model": info["model_identity"], "embeddings": str(embeddings.resolve()),
+                      "embedding_settings": {k: info[k] for k in ("source", "settings")},
+                      "galleries": galleries,
                       "window_seconds": info["window_seconds"]}
         (partial / INDEX_FILE).write_text(json.dumps(index_info) + "\n", encoding="utf-8")
     return index_info
@@ -130,12 +132,19 @@ class SearchIndex:
                       "captions": pq.read_table(self.path / "captions.parquet").to_pylist()}
         self._loaded: dict[str, tuple] = {}
 
-    def check_model(self, metadata: dict) -> None:
-        """Refuse a model whose spaces or dimensions differ from the index's."""
-        if metadata["spaces"] != self.info["model"]["spaces"]:
-            raise SearchIndexError(f"model {metadata['name']!r} embeds into {metadata['spaces']}, but index "
-                              f"{self.path} holds {self.info['model']['spaces']} (from model "
-                              f"{self.info['model']['name']!r}); index again with this model")
+    def check_model(self, model) -> None:
+        """Refuse a model (an `ExportedModel`) other than the one whose embeddings the index holds."""
+        made, given = self.info["model"], model.identity
+        if given["spaces"] != made["spaces"]:
+            raise SearchIndexError(f"model {given['name']!r} embeds into {given['spaces']}, but index "
+                                   f"{self.path} holds {made['spaces']} (from model {made['name']!r}); "
+                                   "index again with this model")
+        if given["weights_sha256"] != made.get("weights_sha256"):
+            raise SearchIndexError(
+                f"index {self.path} was made with model {made['name']!r} (weights sha256 "
+                f"{str(made.get('weights_sha256'))[:12]}), not with {model.path} ({given['name']!r}, "
+                f"{given['weights_sha256'][:12]}): its scores would be meaningless; pass that model as "
+                "--model, or embed and index again with this one")
 
     def _gallery(self, name: str):
         if name not in self._loaded:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from pathlib import Path
 
@@ -31,7 +33,23 @@ class ExportedModel:
         self.path = Path(path)
         self.metadata = read_metadata(self.path)
         self.batch_size = batch_size
-        self._module = tf.saved_model.load(str(self.path))
+        try:
+            self._module = tf.saved_model.load(str(self.path))
+        except (OSError, ValueError, tf.errors.OpError) as error:
+            reason = " ".join(str(getattr(error, "message", None) or error).split())
+            raise ExportError(f"cannot load the model in {self.path} (damaged or incomplete?): "
+                              f"{reason}") from None
+
+    @functools.cached_property
+    def identity(self) -> dict:
+        """What embeddings and indexes record of the model that made them: name, creation time,
+        spaces, and the sha256 of its weights files (`variables/`), which tells two models apart."""
+        digest = hashlib.sha256()
+        for file in sorted((self.path / "variables").glob("variables.*")):
+            digest.update(file.name.encode())
+            digest.update(file.read_bytes())
+        return {"name": self.metadata.get("name"), "created": self.metadata.get("created"),
+                "spaces": self.metadata["spaces"], "weights_sha256": digest.hexdigest()}
 
     @property
     def num_frames(self) -> int:
@@ -98,6 +116,27 @@ class ExportedModel:
         from mmv_tf.deflation import static_videos
 
         return self.embed_video(static_videos(images, self.num_frames))
+
+    @functools.cached_property
+    def _tokenizer(self):
+        """The model's `TextTokenizer`, rebuilt from the text encoder's config in `keras_config.json`."""
+        from mmv_tf.text.tokenizer import TextTokenizer
+
+        def text_encoder(config):  # found at any depth: image models nest the video model's config
+            if isinstance(config, dict):
+                if "text_encoder" in config:
+                    return config["text_encoder"]["config"]
+                return next(filter(None, map(text_encoder, config.values())), None)
+            return None
+
+        config = text_encoder(json.loads((self.path / KERAS_CONFIG_FILE).read_text(encoding="utf-8")))
+        return TextTokenizer(config["vocabulary"], max_words=config["max_words"])
+
+    def known_words(self, text: str) -> list[str]:
+        """The words of `text` that the model looks up (in its vocabulary, not stop words)."""
+        vocabulary = set(self._tokenizer.vocabulary)
+        words = self._tokenizer.words(np.array([text])).to_list()[0]
+        return [w.decode() for w in words if w.decode() in vocabulary]
 
     def embed_text(self, texts: list[str]) -> dict[str, np.ndarray]:
         """One embedding per string; empty strings are refused."""

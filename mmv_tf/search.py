@@ -68,6 +68,10 @@ def embed_query(model, text: str | None = None, audio: str | Path | None = None,
     if modality == "text":
         if not value.strip():
             raise InputError("the text query is empty")
+        if not model.known_words(value):
+            raise InputError(f"no word of the text query {value!r} is known to the model (its "
+                             "vocabulary, stop words such as 'the' left out): its results would mean "
+                             "nothing; use other words")
         return modality, {s: v[0] for s, v in space_embeddings(model.embed_text([value])).items()}
     if modality == "audio":
         return modality, embed_audio_file(model, value)
@@ -80,7 +84,9 @@ def search(model, index, modality: str, query: dict[str, np.ndarray], target: st
     (default: the finest space the two modalities share)."""
     if k < 1:
         raise InputError(f"k must be at least 1; got {k}")
-    index.check_model(model.metadata)
+    if target not in model.metadata["spaces"]:
+        raise InputError(f"--target must be one of {', '.join(model.metadata['spaces'])}; got {target!r}")
+    index.check_model(model)
     if space is None:
         space = space_between(model.metadata, modality, target)
     elif space not in common_spaces(model.metadata, modality, target):

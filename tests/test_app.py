@@ -126,6 +126,14 @@ def test_cli_demo_prepare_only_and_app_refusals(workspace):
     assert "127.0.0.1" in runner.invoke(app, ["app", "--help"]).output
 
 
+def test_hits_whose_source_video_is_gone_say_so(workspace, tmp_path):
+    service = search_app.SearchService(DEFAULT_MODEL, workspace.index, tmp_path / "clips")
+    gone = tmp_path / "moved" / "video.mp4"
+    service.sources = dict.fromkeys(service.sources, str(gone))
+    _, hits = service.query("text", "a seven moves to the left", k=3)
+    assert [(h.clip, h.gone) for h in hits] == [(None, str(gone))] * 3
+
+
 def test_text_query_ranks_corpus_clips(client, demo):
     rows, status = check_ranked_clips(
         client.predict("a seven moves to the left", "video", "auto", 10, api_name="/search_text"),

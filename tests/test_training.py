@@ -12,6 +12,7 @@ from mmv_tf.cli.main import app
 from typer.testing import CliRunner
 
 from mmv_tf.errors import NonFiniteLossError
+from mmv_tf.files import mark_folder
 from mmv_tf.models.presets import from_preset
 from mmv_tf.training.callbacks import NaNGuard
 from mmv_tf.training.config import LossConfig, load_train_config
@@ -162,7 +163,7 @@ def test_resume_after_a_kill_continues_from_the_checkpoint_exactly(demo_shards, 
     (["--data", "{shards}", "--set", "train.stepz=3"], r"unknown config key train\.stepz"),
     (["--data", "{shards}", "--set", "model.video.depth=3"], r"unknown config key video\.depth"),
     (["--data", "{shards}", "--set", "preset=s3dg_huge"], "unknown preset 's3dg_huge'"),
-    (["--data", "{shards}", "--out", "/proc/mmv-run"], "cannot write to the run folder"),
+    (["--data", "{shards}", "--out", "/proc/mmv-run"], "cannot write to the folder of /proc/mmv-run"),
     (["--data", "{shards}", "--resume"], "nothing to resume"),
 ])
 def test_train_rejects_bad_input_before_training(args, message, demo_shards, tmp_path):
@@ -176,7 +177,7 @@ def test_train_rejects_bad_input_before_training(args, message, demo_shards, tmp
 
 def test_resume_refuses_a_run_of_another_architecture(demo_shards, tmp_path):
     out = tmp_path / "run"
-    out.mkdir()
+    mark_folder(out, "run")  # a run folder, as `train` makes them
     (out / "checkpoints").mkdir()
     (out / "checkpoints" / "ckpt-3.index").write_text("")
     run_config()  # valid

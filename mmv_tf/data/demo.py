@@ -20,7 +20,7 @@ import numpy as np
 from mmv_tf.data import synth
 from mmv_tf.data.speech import require_espeak, speak
 from mmv_tf.data.subtitles import Caption, write_srt
-from mmv_tf.files import atomic_path, write_text_atomically
+from mmv_tf.files import atomic_path, claimed_folder, write_text_atomically, written_folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +197,12 @@ def generate_demo_corpus(out_dir: str | Path, num_videos: int = 1000, seed: int 
     """
     require_espeak()
     settings = settings or DemoSettings()
-    out_dir = Path(out_dir)
+    with claimed_folder(out_dir, "corpus"):
+        return _write_corpus(Path(out_dir), num_videos, seed, settings, workers, progress)
+
+
+def _write_corpus(out_dir: Path, num_videos: int, seed: int, settings: DemoSettings, workers: int | None,
+                  progress: bool) -> Path:
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     pools = synth.split_digit_pools(seed)
     jobs = [(index, seed, out_dir, settings, pools) for index in range(num_videos)]
@@ -213,17 +218,18 @@ def generate_demo_corpus(out_dir: str | Path, num_videos: int = 1000, seed: int 
 
 
 def write_digit_images(out_dir: str | Path, split: str = "test", per_class: int = 30, seed: int = 0,
-                       settings: DemoSettings | None = None) -> Path:
+                       settings: DemoSettings | None = None, overwrite: bool = False) -> Path:
     """Still pictures of the corpus's digits for classification: `out_dir/<digit word>/NNN.png`, one
     sprite of the `split`'s digit images (by default unseen in training) on a texture, at a random
-    place. Written whole or not at all; returns `out_dir`."""
+    place. Written whole or not at all (replacing earlier digits, or any folder if `overwrite`);
+    returns `out_dir`."""
     from PIL import Image
 
     settings = settings or DemoSettings()
     images, labels = synth.digit_images()
     pool = synth.split_digit_pools(seed)[split]
     rng = np.random.default_rng([seed, 11])
-    with atomic_path(out_dir) as partial:
+    with written_folder(out_dir, "digits", overwrite=overwrite) as partial:
         for digit, word in enumerate(synth.DIGIT_WORDS):
             (partial / word).mkdir(parents=True)
             choices = pool[labels[pool] == digit]

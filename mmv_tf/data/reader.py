@@ -21,7 +21,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from mmv_tf.data.shards import parse_video, shard_files
+from mmv_tf.data.shards import check_dataset, parse_video
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,15 +168,14 @@ def read_clips(sources, tokenizer, config: ReaderConfig | None = None, *, traini
 
     Training: each source repeats forever, shuffled; sources are mixed with
     `weights`; randomness is seeded. Evaluation: one pass, in file order.
+    Raises `DatasetError` for a folder whose ingest is unfinished or that holds no videos (of `split`).
     """
     sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
     config = config or ReaderConfig()
     reader = ClipReader(config, tokenizer)
     streams = []
     for index, source in enumerate(sources):
-        files = shard_files(source, split)
-        if not files:
-            raise FileNotFoundError(f"no shards{f' of split {split}' if split else ''} in {source}")
+        files = check_dataset(source, split)  # refuses unfinished or empty folders
         ds = tf.data.Dataset.from_tensor_slices(files)
         if training:
             ds = ds.shuffle(len(files), seed=seed + index, reshuffle_each_iteration=True).repeat()

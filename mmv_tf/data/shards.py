@@ -9,13 +9,17 @@ Sequences: `image/encoded` (one JPEG per frame), `WAVEFORM/feature/floats`
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import tensorflow as tf
 
+from mmv_tf.data.ingest import DATASET_NAME, REPORT_NAME
 from mmv_tf.data.sources import DecodedSource
+from mmv_tf.errors import InputError
 
 SHARD_SUFFIX = ".tfrecord"
+_SPLIT_NAMES = {"train": "training", "val": "validation"}
 
 CONTEXT_FEATURES = {
     "video/id": tf.io.FixedLenFeature([], tf.string),
@@ -91,3 +95,46 @@ def shard_files(folder, split: str | None = None) -> list[str]:
     """Complete shard files of `folder` (partial files are hidden and never listed), sorted."""
     pattern = f"{split}-*{SHARD_SUFFIX}" if split else f"*{SHARD_SUFFIX}"
     return sorted(str(p) for p in Path(folder).glob(pattern))
+
+
+class DatasetError(InputError):
+    """A shard folder cannot be read: missing, unfinished (ingest still running or stopped) or empty."""
+
+
+def check_dataset(folder, split: str | None = None) -> list[str]:
+    """The shard files of `folder` (of `split` if given) after checking that the folder can be read:
+    its ingest finished (`dataset.json` says `complete`) and it holds at least one video (of `split`).
+
+    Every reader of shard folders (training, embedding, stats) calls this, so an unfinished or
+    empty dataset is refused with a message instead of being read as partial or hanging a reader.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"shard folder {folder} does not exist")
+    dataset = folder / DATASET_NAME
+    summary = None
+    if dataset.is_file():
+        try:
+            summary = json.loads(dataset.read_text(encoding="utf-8"))
+            complete = summary["complete"]
+        except (ValueError, KeyError, TypeError):
+            raise DatasetError(f"{dataset} is not an ingest summary (no `complete` field); rerun "
+                               f"`mmv-tf data ingest` with --out {folder} to rebuild it") from None
+        if complete is not True:
+            raise DatasetError(f"{folder} holds an unfinished ingest ({DATASET_NAME}: complete is false; "
+                               f"the ingest is still running or was stopped); rerun `mmv-tf data ingest` "
+                               f"with the same source and --out {folder} to finish it")
+    files = shard_files(folder, split)
+    of_split = f" of split {split!r}" if split else ""
+    if not files:
+        what = f"{_SPLIT_NAMES.get(split, split)} " if split else ""
+        pattern = f"{split}-*{SHARD_SUFFIX}" if split else f"*{SHARD_SUFFIX}"
+        raise DatasetError(f"data folder {folder} holds no {what}shards ({pattern}); make them with "
+                           "`mmv-tf data ingest`")
+    # TFRecord files have no header: a shard whose videos were all skipped is an empty file.
+    if (summary is not None and split is None and summary.get("videos") == 0) or not any(
+            Path(f).stat().st_size for f in files):
+        raise DatasetError(f"{folder} holds no videos{of_split}: ingest skipped every one (reasons in "
+                           f"{folder / REPORT_NAME}); fix the sources and rerun `mmv-tf data ingest` "
+                           "into a new --out folder")
+    return files

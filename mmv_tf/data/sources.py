@@ -88,8 +88,9 @@ def _scan_folder(folder: Path, forced_split: str | None) -> list[Source]:
 
 
 def list_sources(src: str | Path, split: str | None = None) -> list[Source]:
-    """Sources of `src` (a folder or a manifest file), sorted by split and id; ids must be unique."""
-    src = Path(src)
+    """Sources of `src` (a folder or a manifest file), sorted by split and id; ids must be unique.
+    Their paths are absolute, so what records them (shards, embeddings) works from any folder."""
+    src = Path(src).absolute()
     if split is not None and split not in SPLITS:
         raise SourceError(f"split must be one of {SPLITS}, got {split!r}")
     if src.is_file():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from mmv_tf.data.shards import CONTEXT_FEATURES, shard_files
+from mmv_tf.data.shards import CONTEXT_FEATURES, check_dataset
 
 _STATS_FEATURES = {key: CONTEXT_FEATURES[key] for key in (
     "video/id", "video/split", "video/duration", "WAVEFORM/present", "caption/string")}
@@ -15,9 +15,7 @@ _STATS_FEATURES = {key: CONTEXT_FEATURES[key] for key in (
 
 def shard_stats(folder: str | Path, sample_captions: int = 5) -> dict:
     """Counts per split (videos, hours, with / without audio and text) and a few captions."""
-    files = shard_files(folder)
-    if not files:
-        raise FileNotFoundError(f"no shards (*.tfrecord) in {folder}")
+    files = check_dataset(folder)  # refuses unfinished or empty folders
     splits = collections.defaultdict(collections.Counter)
     captions = []
     for serialized in tf.data.TFRecordDataset(files):

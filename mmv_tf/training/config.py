@@ -6,24 +6,25 @@ import dataclasses
 from typing import Any, Literal
 
 from mmv_tf import config as config_lib
+from mmv_tf.config import bounded
 from mmv_tf.models.presets import ModelConfig, preset_config
 
 
 @dataclasses.dataclass(frozen=True)
 class DataSource:
     path: str = ""  # a shard folder; "" means the folder given with `--data`
-    weight: float = 1.0
+    weight: float = bounded(1.0, above=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    sources: tuple[DataSource, ...] = (DataSource(),)
-    frame_stride: int = 1
-    min_crop_scale: float = 0.7
+    sources: tuple[DataSource, ...] = bounded((DataSource(),), min_items=1)
+    frame_stride: int = bounded(1, least=1)
+    min_crop_scale: float = bounded(0.7, above=0.0, most=1.0)
     flip: bool = True
-    color_jitter: float = 0.2
-    num_candidates: int = 4  # MIL-NCE narrations per clip
-    shuffle_buffer: int = 64
+    color_jitter: float = bounded(0.2, least=0.0)
+    num_candidates: int = bounded(4, least=1)  # MIL-NCE narrations per clip
+    shuffle_buffer: int = bounded(64, least=1)
     validation_split: str = "val"
 
 
@@ -31,27 +32,28 @@ class DataConfig:
 class LossConfig:
     # The paper weighs the pairs 10:1 on HowTo100M alone and 1:1 with AudioSet;
     # which pair gets the 10 is unverified, so both weights are options.
-    weight_va: float = 1.0
-    weight_vt: float = 1.0
-    temperature: float = 0.07
+    weight_va: float = bounded(1.0, least=0.0)
+    weight_vt: float = bounded(1.0, least=0.0)
+    temperature: float = bounded(0.07, above=0.0)
     global_negatives: bool = True  # gather negatives from every replica
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    learning_rate: float = 0.002  # Adam, linear warm-up then half-period cosine decay to 0
-    warmup_steps: int = 5000
-    clip_norm: float | None = None  # global gradient-norm clipping
+    # Adam, linear warm-up then half-period cosine decay to 0.
+    learning_rate: float = bounded(0.002, above=0.0)
+    warmup_steps: int = bounded(5000, least=0)
+    clip_norm: float | None = bounded(None, above=0.0)  # global gradient-norm clipping
 
 
 @dataclasses.dataclass(frozen=True)
 class ScheduleConfig:
-    batch_size: int = 32  # global batch, split over replicas
-    steps: int = 500000
-    validate_every: int = 1000  # steps between validations (Keras "epochs")
-    validation_steps: int | None = 10  # batches per validation; null: the whole split
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
+    batch_size: int = bounded(32, least=1)  # global batch, split over replicas
+    steps: int = bounded(500000, least=1)
+    validate_every: int = bounded(1000, least=1)  # steps between validations (Keras "epochs")
+    validation_steps: int | None = bounded(10, least=1)  # batches per validation; null: the whole split
+    checkpoint_every: int = bounded(1000, least=1)
+    keep_checkpoints: int = bounded(3, least=1)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,9 @@ RUN_DIR holds config.yaml (the resolved config), checkpoints/ (the last K
 `tf.train.Checkpoint`s: weights, optimizer state, step; the schedule follows
 the step), metrics.jsonl (one line per validation round), metrics.csv and
 tensorboard/. `resume=True` restores the latest checkpoint and continues from
-its step; the data order after a resume is reseeded from that step.
+its step; the data order after a resume is reseeded from that step, and the
+metrics rows past it (written before a kill, ahead of their checkpoint) are
+dropped, so every step is listed once.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import yaml
 
 from mmv_tf import config as config_lib
 from mmv_tf.errors import InputError
+from mmv_tf.files import claimed_folder
 from mmv_tf.training.config import TrainConfig
 
 CONFIG_NAME = "config.yaml"
@@ -27,24 +30,16 @@ class RunError(InputError):
 
 
 def _shard_settings(folder: Path) -> dict:
-    from mmv_tf.data.shards import shard_files
+    from mmv_tf.data.shards import DATASET_NAME, check_dataset
 
     if not folder.is_dir():
         raise RunError(f"data folder {folder} does not exist")
-    if not shard_files(folder, "train"):
-        raise RunError(f"data folder {folder} holds no training shards (train-*.tfrecord); "
-                       "make them with `mmv-tf data ingest`")
-    dataset = folder / "dataset.json"
+    check_dataset(folder, "train")  # a finished ingest with training videos, else a DatasetError
+    dataset = folder / DATASET_NAME
     return json.loads(dataset.read_text())["settings"] if dataset.exists() else {}
 
 
 def _check_out(out: Path, config: TrainConfig, resume: bool) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / ".write-test").write_text("ok")
-        (out / ".write-test").unlink()
-    except OSError as error:
-        raise RunError(f"cannot write to the run folder {out}: {error}") from None
     saved = out / CONFIG_NAME
     if resume:
         if not saved.exists() or not list((out / "checkpoints").glob("ckpt-*.index")):
@@ -96,12 +91,6 @@ def build_training(config: TrainConfig, out: str | Path):
 def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool = False,
           verbose: int | str = "auto") -> dict:
     """Train, checkpoint and log; returns the last metrics. Bad inputs fail before any step runs."""
-    import keras
-
-    from mmv_tf.data.reader import ReaderConfig, read_clips
-    from mmv_tf.data.shards import shard_files
-    from mmv_tf.training.callbacks import MetricsLog, NaNGuard, StepCheckpoint
-
     data, out = Path(data), Path(out)
     model_config = config.model_config()
     sources = [(Path(s.path) if s.path else data, s.weight) for s in config.data.sources]
@@ -113,6 +102,19 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
                            f"expects {model_config.audio.sample_rate} Hz; re-ingest with "
                            f"--sample-rate {model_config.audio.sample_rate}")
     fps = shard_settings[sources[0][0]].get("fps", model_config.video.fps)
+    with claimed_folder(out, "run", inputs=[folder for folder, _ in sources]):
+        return _train_into(out, config, model_config, sources, fps, resume, verbose)
+
+
+def _train_into(out: Path, config: TrainConfig, model_config, sources: list, fps: float, resume: bool,
+                verbose) -> dict:
+    """`train`'s work once its inputs are checked and `out` is claimed."""
+    import keras
+
+    from mmv_tf.data.reader import ReaderConfig, read_clips
+    from mmv_tf.data.shards import shard_files
+    from mmv_tf.training.callbacks import MetricsLog, NaNGuard, StepCheckpoint
+
     _check_out(out, config, resume)
     if not resume:
         (out / CONFIG_NAME).write_text(yaml.safe_dump(config_lib.to_dict(config), sort_keys=False))
@@ -121,10 +123,12 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
     keras.mixed_precision.set_global_policy(config.precision.policy)
     schedule = config.train
     network, trainer, optimizer, checkpoint, manager = build_training(config, out)
+    metrics_log = MetricsLog(out / "metrics.jsonl", out / "metrics.csv")
     resumed_from = 0
     if resume:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         resumed_from = int(optimizer.iterations.numpy())
+        metrics_log.keep_until(resumed_from)  # rows written after that checkpoint, before a kill
 
     reader = ReaderConfig(
         num_frames=model_config.video.num_frames, frame_stride=config.data.frame_stride, fps=fps,
@@ -144,10 +148,9 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
         validation = validation.cache()
     callbacks = [
         NaNGuard(),
-        StepCheckpoint(manager, schedule.checkpoint_every),
-        MetricsLog(out / "metrics.jsonl"),
-        keras.callbacks.CSVLogger(str(out / "metrics.csv"), append=True),
+        metrics_log,
         keras.callbacks.TensorBoard(str(out / "tensorboard"), update_freq=50, write_graph=False),
+        StepCheckpoint(manager, schedule.checkpoint_every),  # last: a round's row comes before its checkpoint
     ]
     step = int(optimizer.iterations.numpy())
     logs: dict = {}

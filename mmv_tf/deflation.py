@@ -42,10 +42,10 @@ def image_backbone_for(video_encoder, settings: DeflationSettings = DeflationSet
     """The untrained 2D counterpart of a video tower (S3D-G or TSM-ResNet)."""
     config = video_encoder.get_config()
     if isinstance(video_encoder, S3DG):
-        return S3DGImage(config["width"], config["first_temporal_kernel"])
+        return S3DGImage(config["width"], config["first_temporal_kernel"], stem=config.get("stem", "conv"))
     if isinstance(video_encoder, TSMResNet):
         return TSMResNetImage(config["width"], config["shift_fraction"], settings.tsm_shift,
-                              settings.tsm_alpha)
+                              settings.tsm_alpha, shift_layout=config.get("shift_layout", "mmv_tf"))
     raise DeflationError(f"cannot deflate a {type(video_encoder).__name__} video tower: "
                          "deflation knows S3D-G and TSM-ResNet")
 

@@ -17,7 +17,7 @@ def test_presets_json_lists_paper_and_tiny_presets_with_their_sizes():
         dims = rows[name]["output_dims"]
         assert dims["video"] == {"before_head": video_dim, "va": 512, "vat": 256}
         assert dims["audio"] == {"before_head": 2048, "va": 512, "vat": 256}
-        assert dims["text"] == {"before_head": 2048, "vat": 256}
+        assert dims["text"] == {"before_head": 2048, "va": 512, "vat": 256}  # released text -> va head
         assert rows[name]["input"]["frames"] == 32
     assert rows["s3dg"]["trainable_parameters"]["video"] < rows["tsm_resnet50"][
         "trainable_parameters"]["video"] < rows["tsm_resnet50x2"]["trainable_parameters"]["video"]

@@ -234,3 +234,16 @@ def test_windows_without_audio_are_never_audio_hits(embedded, tmp_path):
         query = np.asarray(windows.column("video_va")[0].as_py())  # the silent video's own window
         hits = SearchIndex(tmp_path / kind).search("va", "audio", query, k=len(windows))
         assert hits and all(h.item["video_id"] != silent for h in hits)
+
+
+def test_text_pairs_are_compared_in_the_space_the_design_names():
+    """FAC's released text -> va head puts text in `va` too; text pairs still meet in `vat`."""
+    spaces = {"video": {"va": 512, "vat": 256}, "audio": {"va": 512, "vat": 256},
+              "text": {"va": 512, "vat": 256}}
+    metadata = {"spaces": spaces, "head_design": "fac",
+                "pair_spaces": {"text-video": "vat", "video-text": "vat", "audio-video": "va"}}
+    assert space_between(metadata, "text", "video") == "vat"
+    assert space_between(metadata, "video", "text") == "vat"
+    assert space_between(metadata, "audio", "video") == "va"
+    del metadata["pair_spaces"]  # a model exported before pair_spaces: the finest shared space
+    assert space_between(metadata, "text", "video") == "va"

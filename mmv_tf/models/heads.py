@@ -6,8 +6,14 @@
 | disjoint | va: video-audio, vt: video-text (audio and text not comparable) |
 | fac      | va (fine) for video-audio; vat (coarse) for all three, video and audio reaching it through va |
 
+FAC options for DeepMind's released form (deepmind/README.md): a bias on the va -> vat Dense
+(`vis_embd`), text also projected to va (`txt2audio_embd`), and in training audio's vat from its own
+Linear head (`audio2txt_embd`) so that audio never updates the shared va -> vat BN statistics.
+
 Embeddings are raw (not L2-normalised): the losses and search normalise.
 """
+
+import functools
 
 import keras
 from keras import layers
@@ -34,11 +40,25 @@ def projection(kind: str, dim: int, sync_bn: bool, name: str) -> keras.Sequentia
     return keras.Sequential(stack, name=name)
 
 
+class _class_or_instance_method:
+    """A method bound to the instance when called on one, else to the class (`cls.SPACES` vs
+    an instance's own `SPACES`)."""
+
+    def __init__(self, function):
+        self.function = function
+        functools.update_wrapper(self, function)
+
+    def __get__(self, instance, owner):
+        return functools.partial(self.function, owner if instance is None else instance)
+
+
 class Head(layers.Layer):
     """Maps `{modality: [N, C_m]}` representations to `{modality: {space: [N, D_space]}}`.
 
-    Subclasses set `SPACES` ({space: modalities embedded there}) and implement
-    `embed(modality, x, training)`.
+    Subclasses set `SPACES` ({space: modalities embedded there}: the design's spaces, where it
+    compares and trains pairs) and implement `embed(modality, x, training)`. An instance whose
+    options add outputs (FAC's text `va`) sets its own `SPACES`: `spaces_of` on the instance reads
+    it, `space_for` always reads the design's.
     """
 
     SPACES: dict[str, tuple[str, ...]] = {}
@@ -58,15 +78,18 @@ class Head(layers.Layer):
 
     @classmethod
     def space_for(cls, modality_a: str, modality_b: str) -> str | None:
-        """The space where two modalities are compared (None if this design has none)."""
+        """The space where the design compares (and the losses train) two modalities (None if it
+        has none). Extra outputs such as FAC's optional text `va` do not change it."""
         for space, members in cls.SPACES.items():
             if modality_a in members and modality_b in members:
                 return space
         return None
 
-    @classmethod
-    def spaces_of(cls, modality: str) -> tuple[str, ...]:
-        return tuple(space for space, members in cls.SPACES.items() if modality in members)
+    @_class_or_instance_method
+    def spaces_of(self_or_cls, modality: str) -> tuple[str, ...]:
+        """The spaces `modality` is embedded in: the design's on the class, this head's outputs
+        (its options included) on an instance."""
+        return tuple(space for space, members in self_or_cls.SPACES.items() if modality in members)
 
     def build(self, input_shape: dict):
         """Create the projections of each modality in `input_shape` ({modality: (N, C)})."""
@@ -124,38 +147,85 @@ class DisjointHead(Head):
         return {"vt": self.text_to_vt(x, training=training)}
 
 
+AUDIO_VAT_IN_TRAINING = ("shared", "own_head")
+
+
 @keras.saving.register_keras_serializable(package="mmv_tf")
 class FACHead(Head):
-    """Fine and coarse: video, audio -> va; ReLU(va) -> Dense(no bias)-BN -> vat, shared by both;
-    text -> vat directly."""
+    """Fine and coarse: video, audio -> va; ReLU(va) -> Dense-BN -> vat, shared by both (at
+    inference; see `audio_vat_in_training`); text -> vat directly.
+
+    Args (besides `Head`'s; the defaults are mmv-tf's earlier form, the released one in brackets):
+        va_to_vat_bias: a bias on the va -> vat Dense (`va_to_vat_dense`) [True: `vis_embd`'s
+            Linear(256) has one; without, it is foldable into the BN moving mean].
+        text_to_va: also project text into va with `text_to_va`, a Dense(va_dim) with bias on
+            the text representation [True: `txt2audio_embd`]. The design's pair spaces do not
+            change (`space_for`: video-text and audio-text are still compared in vat).
+        audio_vat_in_training: "shared": audio reaches vat through `va_to_vat` in training too,
+            so audio batches update its BN statistics. "own_head" [released]: in training, audio's
+            vat is `audio_to_vat_training`, a Dense(vat_dim) with bias on the audio representation
+            (`audio2txt_embd`; no loss uses audio's vat), so only video updates `va_to_vat`'s BN;
+            at inference audio's vat is `va_to_vat(audio va)` either way.
+    """
 
     SPACES = {"va": ("video", "audio"), "vat": MODALITIES}
 
-    def __init__(self, **kwargs):
+    def __init__(self, va_to_vat_bias: bool = False, text_to_va: bool = False,
+                 audio_vat_in_training: str = "shared", **kwargs):
         super().__init__(**kwargs)
+        if audio_vat_in_training not in AUDIO_VAT_IN_TRAINING:
+            raise ValueError(f"audio_vat_in_training must be one of {AUDIO_VAT_IN_TRAINING}, "
+                             f"got {audio_vat_in_training!r}")
+        self.va_to_vat_bias = bool(va_to_vat_bias)
+        self.text_to_va_enabled = bool(text_to_va)
+        self.audio_vat_in_training = audio_vat_in_training
         self.video_to_va = self._projection("video", "va")
         self.audio_to_va = self._projection("audio", "va")
         self.va_to_vat = keras.Sequential(
             [layers.ReLU(name="va_relu"),
-             layers.Dense(self.vat_dim, use_bias=False, name="va_to_vat_dense"),
+             layers.Dense(self.vat_dim, use_bias=self.va_to_vat_bias, name="va_to_vat_dense"),
              batch_norm("va_to_vat_bn", self.sync_bn)],
             name="va_to_vat",
         )
         self.text_to_vat = self._projection("text", "vat")
+        self.text_to_va = None
+        if self.text_to_va_enabled:
+            self.text_to_va = layers.Dense(self.va_dim, name="text_to_va")
+            # This head's outputs; not tracked by Keras (plain strings).
+            object.__setattr__(self, "SPACES", {"va": MODALITIES, "vat": MODALITIES})
+        self.audio_to_vat_training = None
+        if audio_vat_in_training == "own_head":
+            self.audio_to_vat_training = layers.Dense(self.vat_dim, name="audio_to_vat_training")
+
+    def build(self, input_shape: dict):
+        super().build(input_shape)
+        own = self.audio_to_vat_training
+        if own is not None and not own.built and "audio" in input_shape:
+            own.build(tuple(input_shape["audio"]))  # used in training only: build() never calls it
 
     def embed(self, modality, x, training=None):
         if modality == "text":
-            return {"vat": self.text_to_vat(x, training=training)}
+            out = {"vat": self.text_to_vat(x, training=training)}
+            if self.text_to_va is not None:
+                out = {"va": self.text_to_va(x), **out}
+            return out
         to_va = self.video_to_va if modality == "video" else self.audio_to_va
         va = to_va(x, training=training)
+        if modality == "audio" and training and self.audio_to_vat_training is not None:
+            return {"va": va, "vat": self.audio_to_vat_training(x)}
         return {"va": va, "vat": self.va_to_vat(va, training=training)}
+
+    def get_config(self):
+        return {**super().get_config(), "va_to_vat_bias": self.va_to_vat_bias,
+                "text_to_va": self.text_to_va_enabled,
+                "audio_vat_in_training": self.audio_vat_in_training}
 
 
 HEADS = {"shared": SharedHead, "disjoint": DisjointHead, "fac": FACHead}
 
 
 def make_head(design: str, **kwargs) -> Head:
-    """Head by design name: 'shared', 'disjoint' or 'fac'."""
+    """Head by design name: 'shared', 'disjoint' or 'fac' (FAC alone takes `FACHead`'s options)."""
     if design not in HEADS:
         raise ValueError(f"head design must be one of {sorted(HEADS)}, got {design!r}")
     return HEADS[design](name=f"{design}_head", **kwargs)

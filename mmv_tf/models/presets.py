@@ -23,8 +23,15 @@ class VideoConfig:
     num_frames: int = 32
     image_size: int = 200  # training crop; evaluation may use other sizes
     fps: float = 10.0
-    first_temporal_kernel: int = 7  # S3D-G only
+    first_temporal_kernel: int = 7  # S3D-G "conv" stem only
     shift_fraction: float = 0.125  # TSM only
+    # Defaults are DeepMind's released form; the tiny presets keep the earlier one ("conv", "mmv_tf").
+    # S3D-G only: "space_to_depth" rearranges the clip in the graph to [B,T/2,H/2,W/2,24] before a
+    # (2,4,4) stride-1 Conv2d_1a (T, H, W even); "conv": a (first_temporal_kernel,7,7) stride-2 conv.
+    stem: Literal["conv", "space_to_depth"] = "space_to_depth"
+    # TSM only: "released": output channels [0,n) from input [C-n,C) at t+1, [C-n,C) from [0,n) at
+    # t-1; "mmv_tf": [0,n) from t-1, [n,2n) from t+1 (n = C * shift_fraction).
+    shift_layout: Literal["mmv_tf", "released"] = "released"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +51,9 @@ class TextConfig:
     vocabulary_size: int = 65536
     output_dim: int = 2048
     max_words: int = 16
+    # "all": max over all max_words positions, padding included (DeepMind's release);
+    # "masked": max over the real words only (the tiny presets).
+    pooling: Literal["masked", "all"] = "all"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +64,11 @@ class HeadConfig:
     video_projection: Literal["linear", "mlp"] = "mlp"
     audio_projection: Literal["linear", "mlp"] = "linear"
     text_projection: Literal["linear", "mlp"] = "linear"
+    # FAC only (other designs ignore them); defaults are DeepMind's released form, the tiny
+    # presets keep the earlier one (False, False, "shared"). See heads.FACHead.
+    va_to_vat_bias: bool = True  # bias on the va -> vat Dense (vis_embd)
+    text_to_va: bool = True  # text also projected to va (txt2audio_embd)
+    audio_vat_in_training: Literal["shared", "own_head"] = "own_head"  # own: audio2txt_embd
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +88,9 @@ class Preset:
 
 
 _TINY_AUDIO = AudioConfig(width=0.25, sample_rate=16000, frame_length=512, frame_step=256)
-_TINY_TEXT = TextConfig(vocabulary_size=32768, output_dim=512)
-_TINY_HEAD = HeadConfig(va_dim=128, vat_dim=64)
+_TINY_TEXT = TextConfig(vocabulary_size=32768, output_dim=512, pooling="masked")
+_TINY_HEAD = HeadConfig(va_dim=128, vat_dim=64, va_to_vat_bias=False, text_to_va=False,
+                        audio_vat_in_training="shared")
 
 PRESETS = {
     preset.name: preset
@@ -87,11 +103,11 @@ PRESETS = {
                ModelConfig(video=VideoConfig(backbone="tsm_resnet", width=2.0))),
         Preset("s3dg_tiny", "S3D-G at width 0.25, 16 frames of 64x64, 16 kHz audio (tests, demo)",
                ModelConfig(video=VideoConfig(backbone="s3dg", width=0.25, num_frames=16,
-                                             image_size=64),
+                                             image_size=64, stem="conv", shift_layout="mmv_tf"),
                            audio=_TINY_AUDIO, text=_TINY_TEXT, head=_TINY_HEAD)),
         Preset("tsm_resnet50_tiny", "TSM-ResNet50 at width 0.25, 16 frames of 64x64, 16 kHz audio",
                ModelConfig(video=VideoConfig(backbone="tsm_resnet", width=0.25, num_frames=16,
-                                             image_size=64),
+                                             image_size=64, stem="conv", shift_layout="mmv_tf"),
                            audio=_TINY_AUDIO, text=_TINY_TEXT, head=_TINY_HEAD)),
     )
 }
@@ -107,8 +123,10 @@ def preset_config(name: str, overrides: dict | None = None) -> ModelConfig:
 
 def build_video_encoder(video: VideoConfig, sync_bn: bool = False):
     if video.backbone == "s3dg":
-        return S3DG(video.num_frames, video.width, video.first_temporal_kernel, sync_bn)
-    return TSMResNet(video.num_frames, video.width, video.shift_fraction, sync_bn)
+        return S3DG(video.num_frames, video.width, video.first_temporal_kernel, sync_bn,
+                    stem=video.stem)
+    return TSMResNet(video.num_frames, video.width, video.shift_fraction, sync_bn,
+                     shift_layout=video.shift_layout)
 
 
 def build_model(config: ModelConfig, word_vectors: WordVectors | None = None,
@@ -118,9 +136,12 @@ def build_model(config: ModelConfig, word_vectors: WordVectors | None = None,
         word_vectors = load_word_vectors(config.text.word_vectors, config.text.vocabulary_size)
     audio = config.audio
     text_encoder = TextEncoder(word_vectors.words[: config.text.vocabulary_size], word_vectors.dim,
-                               config.text.output_dim, config.text.max_words)
+                               config.text.output_dim, config.text.max_words, config.text.pooling)
     text_encoder.set_word_vectors(word_vectors.vectors[: config.text.vocabulary_size])
     head = config.head
+    fac_options = (dict(va_to_vat_bias=head.va_to_vat_bias, text_to_va=head.text_to_va,
+                        audio_vat_in_training=head.audio_vat_in_training)
+                   if head.design == "fac" else {})
     return MMV(
         video_encoder=build_video_encoder(config.video, config.sync_bn),
         audio_encoder=AudioResNet(audio.width, audio.sample_rate, audio.frame_length,
@@ -130,7 +151,8 @@ def build_model(config: ModelConfig, word_vectors: WordVectors | None = None,
         head=make_head(head.design, va_dim=head.va_dim, vat_dim=head.vat_dim,
                        video_projection=head.video_projection,
                        audio_projection=head.audio_projection,
-                       text_projection=head.text_projection, sync_bn=config.sync_bn),
+                       text_projection=head.text_projection, sync_bn=config.sync_bn,
+                       **fac_options),
         model_config={**config_lib.to_dict(config), "word_vectors_source": word_vectors.source},
         name=name,
     )

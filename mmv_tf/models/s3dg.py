@@ -2,6 +2,11 @@
 
 Layout per the MMV spec: every conv is bias-free with SAME padding, followed by
 BN and ReLU; separable temporal convs and gating start at Conv2d_2c.
+
+Two stems (`stem`): "conv", the paper's (k,7,7) stride-2 conv on RGB frames, and "space_to_depth",
+the form of DeepMind's released checkpoints: the clip is rearranged in the graph into
+`[B,T/2,H/2,W/2,24]` (`SpaceToDepth`), then Conv2d_1a is a (2,4,4) stride-1 conv. Both take RGB
+frames `[B,T,H,W,3]` in [0,1] and give Conv2d_1a outputs of the same size.
 """
 
 import math
@@ -31,6 +36,9 @@ POOLS_BEFORE = {
     "Mixed_4b": ("MaxPool_4a", (3, 3, 3), (2, 2, 2)),
     "Mixed_5b": ("MaxPool_5a", (2, 2, 2), (2, 2, 2)),
 }
+
+
+STEMS = ("conv", "space_to_depth")
 
 
 def scale_channels(channels: int, width: float) -> int:
@@ -114,6 +122,54 @@ class Conv3DAs2D(layers.Conv3D):
         return super().call(x)
 
 
+@keras.saving.register_keras_serializable(package="mmv_tf")
+class SpaceToDepth(layers.Layer):
+    """Each 2x2x2 block of a clip as one position with its 8 pixels x C colours as channels.
+
+    `video`: `[B, T, H, W, C] -> [B, T/2, H/2, W/2, 8C]`, channel `((t*2 + h)*2 + w)*C + c` holding
+    pixel (2i+t, 2j+h, 2k+w) colour c: the order (t, h, w, colour) of DeepMind's released S3D-G.
+    Not `video` (the deflated image tower): `[B, H, W, C] -> [B, H/2, W/2, 8C]`, the same for the
+    static clip of two copies of the image (channels of t=0 and t=1 equal), so that a video
+    kernel summed over time applies (`mmv_tf.deflation.carry_weights`).
+    T, H and W must be even (a ValueError names the shape otherwise; H and W are checked where
+    they are known when the layer runs).
+    """
+
+    def __init__(self, video: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.video = bool(video)
+
+    def _check(self, shape):
+        spatial = shape[1:-1]
+        if any(n is not None and not isinstance(n, int) for n in spatial):
+            return  # a symbolic size (TensorFlow graph with unknown H, W): nothing to check here
+        if any(n is not None and n % 2 for n in spatial):
+            axes = "T, H and W" if self.video else "H and W"
+            raise ValueError(f"the space_to_depth stem needs even {axes}; got input shape "
+                             f"[{', '.join('?' if n is None else str(n) for n in shape)}]")
+
+    def call(self, x):
+        self._check(tuple(x.shape))
+        shape, channels = ops.shape(x), x.shape[-1]
+        if self.video:
+            t, h, w = shape[1] // 2, shape[2] // 2, shape[3] // 2
+            x = ops.reshape(x, (-1, t, 2, h, 2, w, 2, channels))
+            x = ops.transpose(x, (0, 1, 3, 5, 2, 4, 6, 7))
+            return ops.reshape(x, (-1, t, h, w, 8 * channels))
+        h, w = shape[1] // 2, shape[2] // 2
+        x = ops.reshape(x, (-1, h, 2, w, 2, channels))
+        x = ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (-1, h, w, 4 * channels))
+        return ops.concatenate([x, x], axis=-1)  # t = 0 and t = 1 of a static clip
+
+    def compute_output_shape(self, input_shape):
+        self._check(tuple(input_shape))
+        half = tuple(None if n is None else n // 2 for n in input_shape[1:-1])
+        return (input_shape[0], *half, 8 * input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "video": self.video}
+
+
 def _conv(channels, kernel, strides, name, video):
     """Conv3D over (T, H, W); deflated (`video` false), the Conv2D over (H, W) it becomes."""
     if video:
@@ -159,12 +215,28 @@ def _inception(x, channels, *, width, sync_bn, video, name):
     return layers.Concatenate(axis=-1, name=name)([b0, b1, b2, b3])
 
 
-def s3dg_features(inputs, *, width: float, first_temporal_kernel: int, sync_bn: bool, video: bool):
+def _check_stem(stem: str) -> None:
+    if stem not in STEMS:
+        raise ValueError(f"stem must be one of {', '.join(map(repr, STEMS))}, got {stem!r}")
+
+
+def s3dg_features(inputs, *, width: float, first_temporal_kernel: int, sync_bn: bool, video: bool,
+                  stem: str = "conv"):
     """The S3D-G graph on frames `[B, T, H, W, 3]` (`video`) or, deflated, on images `[B, H, W, 3]`:
-    the mean of Mixed_5c, `[B, 1024*width]`. Layer names are the same in both, so weights map."""
+    the mean of Mixed_5c, `[B, 1024*width]`. Layer names are the same in both, so weights map.
+
+    `stem` "conv": Conv2d_1a is a (first_temporal_kernel, 7, 7) stride-2 conv on the frames;
+    "space_to_depth": `SpaceToDepth` then a (2, 4, 4) stride-1 conv, kernel (2,4,4,24,64*width)
+    (first_temporal_kernel unused)."""
+    _check_stem(stem)
     unit = dict(sync_bn=sync_bn, video=video)
-    x = _unit(inputs, scale_channels(64, width), (first_temporal_kernel, 7, 7), (2, 2, 2),
-              separable=False, gated=False, name="Conv2d_1a", **unit)
+    if stem == "space_to_depth":
+        x = SpaceToDepth(video, name="Conv2d_1a_space_to_depth")(inputs)
+        x = _unit(x, scale_channels(64, width), (2, 4, 4), (1, 1, 1),
+                  separable=False, gated=False, name="Conv2d_1a", **unit)
+    else:
+        x = _unit(inputs, scale_channels(64, width), (first_temporal_kernel, 7, 7), (2, 2, 2),
+                  separable=False, gated=False, name="Conv2d_1a", **unit)
     x = _pool((1, 3, 3), (1, 2, 2), "MaxPool_2a", video)(x)
     x = _unit(x, scale_channels(64, width), (1, 1, 1), (1, 1, 1),
               separable=False, gated=False, name="Conv2d_2b", **unit)
@@ -186,8 +258,12 @@ class S3DG(Backbone):
     Args:
         num_frames: clip length T the model accepts.
         width: channel multiplier (1.0 is the paper's network; 0.25 for tiny presets).
-        first_temporal_kernel: temporal size of Conv2d_1a's kernel, 1, 3, 5 or 7.
+        first_temporal_kernel: temporal size of Conv2d_1a's kernel, 1, 3, 5 or 7 ("conv" stem only).
         sync_bn: synchronise BN statistics across replicas.
+        stem: "conv" (the paper: a (first_temporal_kernel,7,7) stride-2 conv on RGB) or
+            "space_to_depth" (DeepMind's released checkpoints: the clip rearranged in the graph
+            to `[B,T/2,H/2,W/2,24]`, then a (2,4,4) stride-1 conv; T, H and W must be even).
+            Callers feed RGB frames either way.
     """
 
     def __init__(
@@ -196,19 +272,23 @@ class S3DG(Backbone):
         width: float = 1.0,
         first_temporal_kernel: int = 7,
         sync_bn: bool = False,
+        stem: str = "conv",
         name: str = "s3dg",
         **kwargs,
     ):
         if first_temporal_kernel not in (1, 3, 5, 7):
             raise ValueError(f"first_temporal_kernel must be 1, 3, 5 or 7, got {first_temporal_kernel}")
+        _check_stem(stem)
+        if stem == "space_to_depth" and num_frames % 2:
+            raise ValueError(f"the space_to_depth stem needs an even num_frames, got {num_frames}")
         frames = keras.Input((num_frames, None, None, 3), name="frames")
         features = s3dg_features(frames, width=width, first_temporal_kernel=first_temporal_kernel,
-                                 sync_bn=sync_bn, video=True)
+                                 sync_bn=sync_bn, video=True, stem=stem)
         super().__init__(
             frames,
             features,
             config=dict(num_frames=num_frames, width=width,
-                        first_temporal_kernel=first_temporal_kernel, sync_bn=sync_bn),
+                        first_temporal_kernel=first_temporal_kernel, sync_bn=sync_bn, stem=stem),
             name=name,
             **kwargs,
         )
@@ -220,13 +300,18 @@ class S3DGImage(Backbone):
 
     Each 3D kernel becomes the 2D kernel summed over its temporal axis (`mmv_tf.deflation`), temporal
     pools and gating become 2D; on a static video, away from the clip ends, it computes what S3D-G does.
+    `stem` must be the video tower's: with "space_to_depth" the image is rearranged as the static
+    two-frame clip would be (`SpaceToDepth(video=False)`, `[B,H/2,W/2,24]`, H and W even) and
+    Conv2d_1a is the (4,4) conv whose kernel is the (2,4,4) video kernel summed over time.
     """
 
     def __init__(self, width: float = 1.0, first_temporal_kernel: int = 7, sync_bn: bool = False,
-                 name: str = "s3dg_image", **kwargs):
+                 stem: str = "conv", name: str = "s3dg_image", **kwargs):
+        _check_stem(stem)
         images = keras.Input((None, None, 3), name="images")
         features = s3dg_features(images, width=width, first_temporal_kernel=first_temporal_kernel,
-                                 sync_bn=sync_bn, video=False)
+                                 sync_bn=sync_bn, video=False, stem=stem)
         super().__init__(images, features, config=dict(width=width,
                                                        first_temporal_kernel=first_temporal_kernel,
-                                                       sync_bn=sync_bn), name=name, **kwargs)
+                                                       sync_bn=sync_bn, stem=stem),
+                         name=name, **kwargs)

@@ -1,4 +1,9 @@
-"""Text tower: frozen word vectors -> Dense(2048) -> ReLU -> max over the real words."""
+"""Text tower: frozen word vectors -> Dense(2048) -> ReLU -> max over the words.
+
+`pooling="masked"` takes the max over the real words only; `pooling="all"` (DeepMind's released
+models) takes it over all `max_words` positions, padding included: the padding id 0 is then an
+ordinary table row whose projection competes in the max.
+"""
 
 import keras
 import numpy as np
@@ -21,6 +26,21 @@ class MaskedMax(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mmv_tf")
+class MaxOverPositions(layers.Layer):
+    """Max over all positions of `[B, L, C]`, padding included (`word_mask` is accepted and ignored,
+    so both poolings take the same inputs)."""
+
+    def call(self, x, word_mask):
+        return ops.max(x, axis=1)
+
+    def compute_output_shape(self, x_shape, word_mask_shape):
+        return (x_shape[0], x_shape[2])
+
+
+POOLINGS = {"masked": MaskedMax, "all": MaxOverPositions}
+
+
+@keras.saving.register_keras_serializable(package="mmv_tf")
 class TextEncoder(Backbone):
     """`{"token_ids": int [B, L], "padding_mask": bool [B, L]}` -> `[B, output_dim]`.
 
@@ -33,10 +53,15 @@ class TextEncoder(Backbone):
         embedding_dim: size of the word vectors (50 for GloVe 6B-50d, 300 for word2vec).
         output_dim: width of the kernel-1 projection (2048 in the paper).
         max_words: words per caption L.
+        pooling: "masked" (max over the real words; zeros for a caption without any) or "all"
+            (max over all `max_words` positions, padding rows included, as DeepMind released).
     """
 
     def __init__(self, vocabulary, embedding_dim: int = 300, output_dim: int = 2048,
-                 max_words: int = 16, name: str = "text_encoder", **kwargs):
+                 max_words: int = 16, pooling: str = "masked", name: str = "text_encoder",
+                 **kwargs):
+        if pooling not in POOLINGS:
+            raise ValueError(f"text pooling must be one of {sorted(POOLINGS)}, got {pooling!r}")
         vocabulary = list(vocabulary)
         token_ids = keras.Input((max_words,), dtype="int32", name="token_ids")
         padding_mask = keras.Input((max_words,), dtype="bool", name="padding_mask")
@@ -44,14 +69,15 @@ class TextEncoder(Backbone):
                                       embeddings_initializer="zeros", name="word_vectors")
         x = layers.Dense(output_dim, name="projection")(word_table(token_ids))
         x = layers.ReLU(name="relu")(x)
-        features = MaskedMax(name="max_over_words")(x, padding_mask)
+        features = POOLINGS[pooling](name="max_over_words")(x, padding_mask)
         super().__init__(
             {"token_ids": token_ids, "padding_mask": padding_mask}, features,
             config=dict(vocabulary=vocabulary, embedding_dim=embedding_dim,
-                        output_dim=output_dim, max_words=max_words),
+                        output_dim=output_dim, max_words=max_words, pooling=pooling),
             name=name, **kwargs,
         )
         self.vocabulary = vocabulary
+        self.pooling = pooling
 
     def set_word_vectors(self, vectors: np.ndarray) -> None:
         """Fill the table from `[len(vocabulary), embedding_dim]` vectors (pad and OOV rows zero)."""

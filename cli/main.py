@@ -208,6 +208,40 @@ def train(
     typer.echo(f"trained to step {result['step']} in {out}: {shown}")
 
 
+import_app = typer.Typer(help="Import networks trained elsewhere as mmv-tf models.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("deepmind")
+@reports_input_errors
+def import_deepmind(
+    checkpoint: Path = typer.Argument(..., help="A released MMV checkpoint (mmv_s3d.pkl, "
+                                      "mmv_tsm_resnet_x1.pkl or mmv_tsm_resnet_x2.pkl; CC BY-NC 4.0)."),
+    out: Path = typer.Option(..., "--out", help="SavedModel folder to write, e.g. savedmodels/mmv_s3d."),
+    vocabulary: Path = typer.Option(None, "--vocabulary",
+                                    help="Words of the text table, one per line in row order (65536 "
+                                         "lines); without it the model has no text signature."),
+    backbone: str = typer.Option("auto", "--backbone",
+                                 help="auto (from the checkpoint's names), s3dg, tsm_resnet50 or "
+                                      "tsm_resnet50x2."),
+    frames: int = typer.Option(32, "--frames", min=2, help="Frames per clip of the video signature."),
+    mel_bins: int = typer.Option(80, "--mel-bins", min=1,
+                                 help="Mel bins of the audio front end and spectrogram signature."),
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Import one of DeepMind's released MMV checkpoints, read without running code, exactly."""
+    from mmv_tf.deepmind.importer import NO_VOCABULARY, import_released
+
+    report = import_released(checkpoint, out, vocabulary=vocabulary, backbone=backbone,
+                             num_frames=frames, num_mel_bins=mel_bins, overwrite=overwrite)
+    typer.echo(f"imported {report['backbone']} from {checkpoint}: {report['params_used']} parameters and "
+               f"{report['state_used']} BN statistics into {out}")
+    for leaf in report["dropped"]:
+        typer.echo(f"note: dropped {leaf} (a head only the release's training used)", err=True)
+    if not report["text"]:
+        typer.echo(f"note: no text signature: {NO_VOCABULARY}", err=True)
+
+
 # The committed default model of this checkout (an editable install runs cli/ from the checkout).
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "savedmodels" / "mmv_s3dg_tiny_demo"
 

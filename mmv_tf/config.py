@@ -133,18 +133,19 @@ def from_dict(cls: type[C], data: dict[str, Any], path: str = "") -> C:
     return cls(**kwargs)
 
 
+def deep_update(base: dict, new: dict) -> dict:
+    """A copy of nested dict `base` with `new`'s values, merged mapping by mapping."""
+    out = dict(base)
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def merge(config: C, updates: dict[str, Any]) -> C:
     """A copy of `config` with the nested `updates` applied and type-checked."""
-
-    def deep_update(base: dict, new: dict) -> dict:
-        out = dict(base)
-        for key, value in new.items():
-            if isinstance(value, dict) and isinstance(out.get(key), dict):
-                out[key] = deep_update(out[key], value)
-            else:
-                out[key] = value
-        return out
-
     return from_dict(type(config), deep_update(to_dict(config), updates))
 
 

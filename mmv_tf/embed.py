@@ -224,7 +224,7 @@ def embed_media(model, media: Media, stride_frames: int) -> dict[str, list[dict]
              "labels_json": media.labels_json,
              **{name: values.mean(axis=0) for name, values in embeddings.items()}}
     captions = []
-    if media.captions:
+    if media.captions and model.has_text:  # a model without text keeps no captions
         texts = space_embeddings(model.embed_text([c.text for c in media.captions]))
         for index, caption in enumerate(media.captions):
             captions.append({"video_id": media.video_id, "start": caption.start, "end": caption.end,

@@ -44,6 +44,10 @@ def describe_network(network) -> dict:
         "audio": {"sample_rate": network.sample_rate},
         "text": {"max_words": network.max_words, "word_vectors": config.get("word_vectors_source")},
         "spaces": {m: space_embeddings(dims) for m, dims in outputs.items()},
+        # Where the design compares (and trained) each pair: FAC's text also reaches `va` when the
+        # model has the released text -> va head, but text pairs are compared in `vat`.
+        "pair_spaces": {f"{a}-{b}": network.head.space_for(a, b) for a in outputs for b in outputs
+                        if network.head.space_for(a, b)},
         "before_head": {m: dims["before_head"] for m, dims in outputs.items()},
     }
 
@@ -54,11 +58,14 @@ def space_embeddings(outputs: dict) -> dict:
 
 
 def export_network(network, out: str | Path, *, name: str | None = None, training: dict | None = None,
-                   overwrite: bool = False, inputs: tuple = ()) -> Path:
+                   overwrite: bool = False, inputs: tuple = (), text: bool = True,
+                   source: dict | None = None) -> Path:
     """Write `network` (an `MMV`, TensorFlow backend) as a SavedModel folder `out`; returns it.
 
-    `training` (e.g. {"steps": 600, "run": "runs/demo", "config": {...}}) goes into the metadata.
-    The folder appears whole or not at all, never over one of `inputs` (the run it came from).
+    `training` (e.g. {"steps": 600, "run": "runs/demo", "config": {...}}) and `source` (where
+    imported weights came from) go into the metadata. Without `text`, the text signature and the
+    text spaces are left out (a model whose vocabulary is unknown). The folder appears whole or
+    not at all, never over one of `inputs` (the run or checkpoint it came from).
     """
     import tensorflow as tf
 
@@ -72,17 +79,30 @@ def export_network(network, out: str | Path, *, name: str | None = None, trainin
     archive.add_endpoint("video", lambda video: outputs_of("video", {"video": video}), [frames])
     archive.add_endpoint("audio", lambda audio: outputs_of("audio", {"audio": audio}),
                          [tf.TensorSpec([None, None], tf.float32, name="audio")])
-    archive.add_endpoint("text", lambda text: outputs_of("text", {"text": tokenizer(text)}),
-                         [tf.TensorSpec([None], tf.string, name="text")])
+    bins = network.audio_encoder.get_config()["num_mel_bins"]
+    archive.add_endpoint("audio_spectrogram",
+                         lambda spectrogram: outputs_of("audio", {"audio_spectrogram": spectrogram}),
+                         [tf.TensorSpec([None, None, bins, 1], tf.float32, name="audio_spectrogram")])
+    signatures = {"video": "float32 [B,T,H,W,3] in [0,1]", "audio": "float32 [B,N] in [-1,1]",
+                  "audio_spectrogram": f"float32 [B,frames,{bins},1] log-mel"}
+    described = describe_network(network)
+    if text:
+        archive.add_endpoint("text", lambda text: outputs_of("text", {"text": tokenizer(text)}),
+                             [tf.TensorSpec([None], tf.string, name="text")])
+        signatures["text"] = "string [B]"
+    else:
+        for part in ("spaces", "before_head"):
+            described[part].pop("text")
+        described["pair_spaces"] = {p: s for p, s in described["pair_spaces"].items() if "text" not in p}
     metadata = {
         "format": "mmv_tf.savedmodel", "format_version": FORMAT_VERSION,
         "name": name or out.name,
         "preset": (training or {}).get("preset"),
         "created": _now(),
-        "signatures": {"video": "float32 [B,T,H,W,3] in [0,1]", "audio": "float32 [B,N] in [-1,1]",
-                       "text": "string [B]"},
-        **describe_network(network),
+        "signatures": signatures,
+        **described,
         "training": training or {},
+        **({"source": source} if source else {}),
     }
     return _write(archive, network, metadata, out, inputs)
 

@@ -132,14 +132,26 @@ class ExportedModel:
         config = text_encoder(json.loads((self.path / KERAS_CONFIG_FILE).read_text(encoding="utf-8")))
         return TextTokenizer(config["vocabulary"], max_words=config["max_words"])
 
+    @property
+    def has_text(self) -> bool:
+        """Whether the model embeds text (a model imported without its word list does not)."""
+        return "text" in self.metadata["signatures"]
+
+    def _require_text(self) -> None:
+        if not self.has_text:
+            raise ExportError(f"model {self.path} has no text signature (its vocabulary is unknown: "
+                              "import it with --vocabulary); query it with audio or video")
+
     def known_words(self, text: str) -> list[str]:
         """The words of `text` that the model looks up (in its vocabulary, not stop words)."""
+        self._require_text()
         vocabulary = set(self._tokenizer.vocabulary)
         words = self._tokenizer.words(np.array([text])).to_list()[0]
         return [w.decode() for w in words if w.decode() in vocabulary]
 
     def embed_text(self, texts: list[str]) -> dict[str, np.ndarray]:
         """One embedding per string; empty strings are refused."""
+        self._require_text()
         texts = list(texts)
         if not texts or any(not t.strip() for t in texts):
             raise InputError("text queries must be non-empty strings")

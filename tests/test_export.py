@@ -21,6 +21,8 @@ inputs = np.load(sys.argv[2])
 out = {}
 for name, value in model.video(tf.constant(inputs["video"])).items(): out["video_" + name] = value
 for name, value in model.audio(tf.constant(inputs["audio"])).items(): out["audio_" + name] = value
+for name, value in model.audio_spectrogram(tf.constant(inputs["spectrogram"])).items():
+    out["spectrogram_" + name] = value
 for name, value in model.text(tf.constant(["a three moves up", "digit seven slides left"])).items():
     out["text_" + name] = value
 np.savez(sys.argv[3], **{k: np.asarray(v) for k, v in out.items()})
@@ -39,14 +41,17 @@ def test_savedmodel_reloads_in_a_fresh_process_and_matches_keras(small_savedmode
     # Batch 3 and a 40x48 frame size: the signatures take any batch and frame size.
     video = rng.uniform(size=(3, 8, 40, 48, 3)).astype("float32")
     audio = rng.uniform(-1, 1, size=(3, 12800)).astype("float32")
-    np.savez(tmp_path / "inputs.npz", video=video, audio=audio)
+    spectrogram = np.asarray(network.audio_encoder.get_layer("log_mel")(audio))  # [3, frames, bins, 1]
+    np.savez(tmp_path / "inputs.npz", video=video, audio=audio, spectrogram=spectrogram)
     subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(path), str(tmp_path / "inputs.npz"),
                     str(tmp_path / "outputs.npz")], check=True, cwd=tmp_path)
     got = dict(np.load(tmp_path / "outputs.npz"))
     want = keras_outputs(network, video, audio, ["a three moves up", "digit seven slides left"])
+    want.update({k.replace("audio_", "spectrogram_"): v for k, v in want.items()
+                 if k.startswith("audio_")})  # the audio signature's outputs, from the spectrogram
     assert sorted(got) == sorted(want) == sorted(
         ["video_before_head", "video_va", "video_vat", "audio_before_head", "audio_va", "audio_vat",
-         "text_before_head", "text_vat"])
+         "spectrogram_before_head", "spectrogram_va", "spectrogram_vat", "text_before_head", "text_vat"])
     for name, value in want.items():
         np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
 
@@ -58,6 +63,9 @@ def test_metadata_describes_inputs_spaces_and_training(small_savedmodel):
     assert meta["audio"] == {"sample_rate": 16000}
     assert meta["spaces"] == {"video": {"va": 32, "vat": 16}, "audio": {"va": 32, "vat": 16},
                               "text": {"vat": 16}}
+    assert meta["pair_spaces"] == {"video-video": "va", "video-audio": "va", "video-text": "vat",
+                                   "audio-video": "va", "audio-audio": "va", "audio-text": "vat",
+                                   "text-video": "vat", "text-audio": "vat", "text-text": "vat"}
     assert meta["head_design"] == "fac" and meta["text"]["word_vectors"] == "test"
     assert meta["training"] == {"steps": 7, "preset": "s3dg_tiny"} and meta["preset"] == "s3dg_tiny"
 

@@ -96,6 +96,15 @@ class AudioResNet(Backbone):
         )
 
     @property
+    def from_spectrogram(self) -> keras.Model:
+        """The tower after its log-mel front end, sharing its layers: `[B, frames, num_mel_bins, 1]`
+        -> `[B, 2048*width]` (what DeepMind's released audio network takes)."""
+        if getattr(self, "_from_spectrogram", None) is None:
+            self._from_spectrogram = keras.Model(self.get_layer("log_mel").output, self.output,
+                                                 name=f"{self.name}_from_spectrogram")
+        return self._from_spectrogram
+
+    @property
     def min_samples(self) -> int:
         """Shortest waveform that yields one spectrogram frame."""
         return self.get_layer("log_mel").frame_length

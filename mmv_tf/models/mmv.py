@@ -23,12 +23,15 @@ class MMV(keras.Model):
 
     Inputs: a dict with any of
       - `video`: float `[B, T, H, W, 3]` frames in [0, 1] (T fixed by the video tower);
-      - `audio`: float `[B, N]` waveform in [-1, 1] at the tower's sample rate;
+      - `audio`: float `[B, N]` waveform in [-1, 1] at the tower's sample rate, or instead
+        `audio_spectrogram`: float `[B, frames, num_mel_bins, 1]`, its log-mel spectrogram (the
+        released audio network's input); either gives the `audio` outputs;
       - `text`: `{"token_ids": int [B, L] or [B, K, L], "padding_mask": bool, same shape}`
         (K candidate narrations per clip for MIL-NCE), from `make_tokenizer()`.
 
     Outputs: for each input modality, `{"before_head": [B, C_m], <space>: [B, D_space], ...}`
-    with the spaces the head design defines for it (text keeps its K axis).
+    with the spaces the head gives it (`head.spaces_of(modality)`; text keeps its K axis). A FAC
+    head with `text_to_va` also gives text `va` (DeepMind's `txt2audio_embd`), beside `vat`.
     """
 
     def __init__(self, video_encoder, audio_encoder, text_encoder, head: Head,
@@ -66,9 +69,12 @@ class MMV(keras.Model):
         return TextTokenizer(self.text_encoder.vocabulary, max_words=self.max_words)
 
     def _representations(self, inputs: dict, training):
-        unknown = sorted(set(inputs) - {"video", "audio", "text"})
+        unknown = sorted(set(inputs) - {"video", "audio", "audio_spectrogram", "text"})
         if unknown:
-            raise ValueError(f"unknown input {unknown[0]!r}: inputs are 'video', 'audio' and 'text'")
+            raise ValueError(f"unknown input {unknown[0]!r}: inputs are 'video', 'audio' (or "
+                             "'audio_spectrogram') and 'text'")
+        if "audio" in inputs and "audio_spectrogram" in inputs:
+            raise ValueError("give 'audio' or 'audio_spectrogram', not both")
         reps = {}
         if "video" in inputs:
             video = inputs["video"]
@@ -83,6 +89,12 @@ class MMV(keras.Model):
                 raise ValueError(f"audio needs at least {min_samples} samples per clip "
                                  f"(one spectrogram frame); got shape {list(audio.shape)}")
             reps["audio"] = self.audio_encoder(audio, training=training)
+        if "audio_spectrogram" in inputs:
+            spectrogram = inputs["audio_spectrogram"]
+            bins = self.audio_encoder.get_config()["num_mel_bins"]
+            _check_shape("audio_spectrogram", spectrogram.shape, (None, None, bins, 1),
+                         "batch, frames, mel bins, 1")
+            reps["audio"] = self.audio_encoder.from_spectrogram(spectrogram, training=training)
         if "text" in inputs:
             text = inputs["text"]
             if not isinstance(text, dict) or set(text) != {"token_ids", "padding_mask"}:

@@ -1,0 +1,1 @@
+"""Readers for DeepMind's released MMV checkpoints (no Haiku or dill needed)."""

@@ -198,11 +198,16 @@ def train(
                                 help="Continue the run in --out from its last checkpoint."),
     overrides: list[str] = typer.Option([], "--set",
                                         help="Override a config field, e.g. --set train.steps=1000."),
+    init: Path = typer.Option(None, "--init",
+                              help="Start from this exported or imported model's network and weights "
+                                   "(fine-tuning); its architecture replaces the config's preset."),
 ) -> None:
     """Train an MMV model with NCE (video-audio) and MIL-NCE (video-text) on shards."""
     from mmv_tf.training.config import load_train_config
     from mmv_tf.training.run import train as run_training
 
+    if init is not None:
+        overrides = [*overrides, f"init={json.dumps(str(init.resolve()))}"]
     result = run_training(load_train_config(config, overrides), data, out, resume=resume)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float))
     typer.echo(f"trained to step {result['step']} in {out}: {shown}")

@@ -114,8 +114,8 @@ def test_bad_checkpoints_and_vocabularies_are_refused_and_write_nothing(released
 def test_an_imported_network_deflates_into_an_image_model(fixture, tmp_path):
     """Naive deflation of the released S3D-G (space-to-depth stem) and TSM (released shift): on a
     static clip the image tower sees what the video tower sees, so their vat embeddings agree."""
-    from mmv_tf.deflation import DeflationSettings, deflate
     from mmv_tf.deepmind.mapping import assign_released_weights, build_released_network, detect_backbone
+    from mmv_tf.deflation import DeflationSettings, deflate
     from mmv_tf.export import export_image_network
     from mmv_tf.saved_model import ExportedModel
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any, Literal
 
 from mmv_tf import config as config_lib
@@ -79,11 +81,33 @@ class TrainConfig:
     distribution: DistributionConfig = dataclasses.field(default_factory=DistributionConfig)
     precision: PrecisionConfig = dataclasses.field(default_factory=PrecisionConfig)
     seed: int = 0
+    # An exported or imported model folder whose network and weights the run starts from (fine-
+    # tuning); its architecture then replaces `preset` and `model`.
+    init: str = ""
 
     def model_config(self) -> ModelConfig:
-        """The preset's model config with `model` overrides and the distribution's BN setting."""
+        """The preset's model config with `model` overrides and the distribution's BN setting, or
+        with `init`, the config recorded in that model folder."""
+        if self.init:
+            return init_model_config(self.init)
         overrides = {**self.model, "sync_bn": self.distribution.sync_bn}
         return preset_config(self.preset, overrides)
+
+
+def init_model_config(path: str) -> ModelConfig:
+    """The `ModelConfig` that model folder `path` records (`keras_config.json`). Fields a model of
+    an older mmv-tf lacks take today's defaults: read it for clip, image and audio settings, and
+    build the network itself with `saved_model.load_network`."""
+    from mmv_tf.export import KERAS_CONFIG_FILE
+    from mmv_tf.saved_model import read_metadata
+
+    read_metadata(path)  # a clear error for a folder that is not an exported model
+    saved = json.loads((Path(path) / KERAS_CONFIG_FILE).read_text(encoding="utf-8"))
+    if saved.get("class_name") != "MMV":
+        raise config_lib.ConfigError(f"init: {path} holds a {saved.get('class_name')}, not a video "
+                                     "model (MMV) that training can start from")
+    recorded = {k: v for k, v in saved["config"]["model_config"].items() if k != "word_vectors_source"}
+    return config_lib.from_dict(ModelConfig, recorded, "init model")
 
 
 def load_train_config(path=None, overrides=()) -> TrainConfig:

@@ -72,11 +72,12 @@ def build_training(config: TrainConfig, out: str | Path):
     import tensorflow as tf
 
     from mmv_tf.models.presets import build_model
+    from mmv_tf.saved_model import load_network
     from mmv_tf.training.trainer import MMVTrainer, learning_rate_schedule
 
     schedule = config.train
     with _strategy(config.distribution.strategy).scope():
-        network = build_model(config.model_config())
+        network = load_network(config.init) if config.init else build_model(config.model_config())
         trainer = MMVTrainer(network, config.loss)
         optimizer = keras.optimizers.Adam(learning_rate_schedule(config.optimizer, schedule.steps),
                                           global_clipnorm=config.optimizer.clip_norm)
@@ -98,7 +99,8 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
     for folder, settings in shard_settings.items():
         rate = settings.get("sample_rate", model_config.audio.sample_rate)
         if rate != model_config.audio.sample_rate:
-            raise RunError(f"shards in {folder} hold {rate} Hz audio but preset {config.preset!r} "
+            raise RunError(f"shards in {folder} hold {rate} Hz audio but the model "
+                           f"({config.init or 'preset ' + repr(config.preset)}) "
                            f"expects {model_config.audio.sample_rate} Hz; re-ingest with "
                            f"--sample-rate {model_config.audio.sample_rate}")
     fps = shard_settings[sources[0][0]].get("fps", model_config.video.fps)

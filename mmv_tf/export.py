@@ -75,7 +75,7 @@ def export_network(network, out: str | Path, *, name: str | None = None, trainin
     def outputs_of(modality, inputs):
         return dict(network(inputs, training=False)[modality])
 
-    frames = tf.TensorSpec([None, network.num_frames, None, None, 3], tf.float32, name="video")
+    frames = tf.TensorSpec([None, None, None, None, 3], tf.float32, name="video")  # any T, H, W
     archive.add_endpoint("video", lambda video: outputs_of("video", {"video": video}), [frames])
     archive.add_endpoint("audio", lambda audio: outputs_of("audio", {"audio": audio}),
                          [tf.TensorSpec([None, None], tf.float32, name="audio")])

@@ -38,8 +38,8 @@ def keras_outputs(network, video, audio, texts):
 def test_savedmodel_reloads_in_a_fresh_process_and_matches_keras(small_savedmodel, tmp_path):
     network, path = small_savedmodel
     rng = np.random.default_rng(0)
-    # Batch 3 and a 40x48 frame size: the signatures take any batch and frame size.
-    video = rng.uniform(size=(3, 8, 40, 48, 3)).astype("float32")
+    # Batch 3, 10 frames of 40x48 (the model trains on 8 of 32x32): any batch, length and size.
+    video = rng.uniform(size=(3, 10, 40, 48, 3)).astype("float32")
     audio = rng.uniform(-1, 1, size=(3, 12800)).astype("float32")
     spectrogram = np.asarray(network.audio_encoder.get_layer("log_mel")(audio))  # [3, frames, bins, 1]
     np.savez(tmp_path / "inputs.npz", video=video, audio=audio, spectrogram=spectrogram)

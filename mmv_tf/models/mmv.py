@@ -22,7 +22,8 @@ class MMV(keras.Model):
     """Multimodal versatile network.
 
     Inputs: a dict with any of
-      - `video`: float `[B, T, H, W, 3]` frames in [0, 1] (T fixed by the video tower);
+      - `video`: float `[B, T, H, W, 3]` frames in [0, 1] (any T; `num_frames` is the clip length
+        the model is trained on);
       - `audio`: float `[B, N]` waveform in [-1, 1] at the tower's sample rate, or instead
         `audio_spectrogram`: float `[B, frames, num_mel_bins, 1]`, its log-mel spectrogram (the
         released audio network's input); either gives the `audio` outputs;
@@ -52,7 +53,7 @@ class MMV(keras.Model):
 
     @property
     def num_frames(self) -> int:
-        return int(self.video_encoder.input_shape[1])
+        return int(self.video_encoder.get_config()["num_frames"])
 
     @property
     def max_words(self) -> int:
@@ -78,7 +79,7 @@ class MMV(keras.Model):
         reps = {}
         if "video" in inputs:
             video = inputs["video"]
-            _check_shape("video", video.shape, (None, self.num_frames, None, None, 3),
+            _check_shape("video", video.shape, (None, None, None, None, 3),
                          "batch, frames, height, width, RGB in [0, 1]")
             reps["video"] = self.video_encoder(video, training=training)
         if "audio" in inputs:

@@ -42,11 +42,14 @@ class TemporalShift(layers.Layer):
         self.fraction = fraction
         self.layout = layout
 
-    def call(self, x):
+    def call(self, x, clip=None):
+        """`x` `[B*T, H, W, C]`; T is `clip`'s frame count (`[B, T, ...]`, any T) when given, else
+        `num_frames`."""
         shape = ops.shape(x)
         channels = x.shape[-1]
         n = int(channels * self.fraction)
-        clips = ops.reshape(x, (-1, self.num_frames, shape[1], shape[2], channels))
+        frames = self.num_frames if clip is None else ops.shape(clip)[1]
+        clips = ops.reshape(x, (-1, frames, shape[1], shape[2], channels))
         zeros = ops.zeros_like(clips[:, :1, :, :, :n])
         if self.layout == "released":
             from_future = ops.concatenate([clips[:, 1:, :, :, channels - n:], zeros], axis=1)
@@ -58,8 +61,8 @@ class TemporalShift(layers.Layer):
             shifted = ops.concatenate([from_past, from_future, clips[..., 2 * n :]], axis=-1)
         return ops.reshape(shifted, shape)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def compute_output_shape(self, x_shape, clip_shape=None):
+        return x_shape
 
     def get_config(self):
         return {**super().get_config(), "num_frames": self.num_frames, "fraction": self.fraction,
@@ -121,11 +124,12 @@ class ClipMean(layers.Layer):
         super().__init__(**kwargs)
         self.num_frames = num_frames
 
-    def call(self, x):
-        return ops.mean(ops.reshape(x, (-1, self.num_frames, x.shape[-1])), axis=1)
+    def call(self, x, clip=None):
+        frames = self.num_frames if clip is None else ops.shape(clip)[1]  # as TemporalShift
+        return ops.mean(ops.reshape(x, (-1, frames, x.shape[-1])), axis=1)
 
-    def compute_output_shape(self, input_shape):
-        return (None, input_shape[-1])
+    def compute_output_shape(self, x_shape, clip_shape=None):
+        return (None, x_shape[-1])
 
     def get_config(self):
         return {**super().get_config(), "num_frames": self.num_frames}
@@ -179,10 +183,11 @@ def resnet_v2_trunk(x, *, width: float, sync_bn: bool, shift=None, stage_blocks=
 
 @keras.saving.register_keras_serializable(package="mmv_tf")
 class TSMResNet(Backbone):
-    """TSM-ResNet50: frames `[B, num_frames, H, W, 3]` in [0, 1] -> `[B, 2048*width]`.
+    """TSM-ResNet50: frames `[B, T, H, W, 3]` in [0, 1] -> `[B, 2048*width]`, any T.
 
     Args:
-        num_frames: clip length T (the shift needs it to regroup frames into clips).
+        num_frames: the clip length it is trained on (any T runs: the shifts regroup frames by
+            the input's own T).
         width: channel multiplier; 1 and 2 are the paper's TSM-ResNet50 and TSM-ResNet50x2.
         shift_fraction: fraction of channels shifted each way in time (1/8).
         sync_bn: synchronise BN statistics across replicas.
@@ -195,11 +200,15 @@ class TSMResNet(Backbone):
                  sync_bn: bool = False, shift_layout: str = "mmv_tf", name: str = "tsm_resnet",
                  **kwargs):
         _check_layout(shift_layout)
-        frames = keras.Input((num_frames, None, None, 3), name="frames")
-        per_frame = resnet_v2_trunk(
-            FramesToBatch(name="frames_to_batch")(frames), width=width, sync_bn=sync_bn,
-            shift=lambda name: TemporalShift(num_frames, shift_fraction, shift_layout, name=name))
-        features = ClipMean(num_frames, name="mean_t")(per_frame)
+        frames = keras.Input((None, None, None, 3), name="frames")  # any T: the shifts read it
+
+        def shift(name):
+            layer = TemporalShift(num_frames, shift_fraction, shift_layout, name=name)
+            return lambda x: layer(x, frames)
+
+        per_frame = resnet_v2_trunk(FramesToBatch(name="frames_to_batch")(frames), width=width,
+                                    sync_bn=sync_bn, shift=shift)
+        features = ClipMean(num_frames, name="mean_t")(per_frame, frames)
         super().__init__(
             frames, features,
             config=dict(num_frames=num_frames, width=width, shift_fraction=shift_fraction,

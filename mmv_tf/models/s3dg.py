@@ -253,10 +253,10 @@ def s3dg_features(inputs, *, width: float, first_temporal_kernel: int, sync_bn: 
 
 @keras.saving.register_keras_serializable(package="mmv_tf")
 class S3DG(Backbone):
-    """S3D-G: frames `[B, num_frames, H, W, 3]` in [0, 1] -> mean of Mixed_5c, `[B, 1024*width]`.
+    """S3D-G: frames `[B, T, H, W, 3]` in [0, 1] -> mean of Mixed_5c, `[B, 1024*width]`, any T.
 
     Args:
-        num_frames: clip length T the model accepts.
+        num_frames: the clip length it is trained on (any T runs).
         width: channel multiplier (1.0 is the paper's network; 0.25 for tiny presets).
         first_temporal_kernel: temporal size of Conv2d_1a's kernel, 1, 3, 5 or 7 ("conv" stem only).
         sync_bn: synchronise BN statistics across replicas.
@@ -281,7 +281,7 @@ class S3DG(Backbone):
         _check_stem(stem)
         if stem == "space_to_depth" and num_frames % 2:
             raise ValueError(f"the space_to_depth stem needs an even num_frames, got {num_frames}")
-        frames = keras.Input((num_frames, None, None, 3), name="frames")
+        frames = keras.Input((None, None, None, 3), name="frames")  # any T (even for space_to_depth)
         features = s3dg_features(frames, width=width, first_temporal_kernel=first_temporal_kernel,
                                  sync_bn=sync_bn, video=True, stem=stem)
         super().__init__(

@@ -99,3 +99,26 @@ def small_run(demo_shards, tmp_path_factory):
     config = run_config()
     out = tmp_path_factory.mktemp("runs") / "small"
     return config, out, train(config, demo_shards, out, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def no_tf32():
+    """TF32 convs on recent GPUs put random-weight comparisons with DeepMind's outputs far over
+    tolerance (shared/reference/deepmind/README.md): off for the module."""
+    before = tf.config.experimental.tensor_float_32_execution_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    yield
+    tf.config.experimental.enable_tensor_float_32_execution(before)
+
+
+def killed_after_step_3(run, copy):
+    """A copy of the 6-step `run` as a kill between its steps 3 and 6 leaves it: checkpoint 6 gone
+    (metrics files untouched); returns `copy`."""
+    import shutil
+
+    shutil.copytree(run, copy)
+    for late in (copy / "checkpoints").glob("ckpt-6.*"):
+        late.unlink()
+    (copy / "checkpoints" / "checkpoint").write_text(
+        'model_checkpoint_path: "ckpt-3"\nall_model_checkpoint_paths: "ckpt-3"\n')
+    return copy

@@ -46,8 +46,12 @@ HEADS = "text_audio_video/~_get_pair_embedding_heads"
 
 def draw(meta: dict, name: str) -> np.ndarray:
     """Parameter leaf `name` as the reference run drew it (`meta["param_rule"]`)."""
-    shape = tuple(meta["param_shapes"][name])
-    rng = np.random.default_rng([meta["seed"], zlib.crc32(name.encode())])
+    return draw_leaf(meta["seed"], name, tuple(meta["param_shapes"][name]))
+
+
+def draw_leaf(seed: int, name: str, shape: tuple) -> np.ndarray:
+    """The reference fixtures' rule for leaf `name` (`module/leaf`) of `shape`."""
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
     leaf = name.rsplit("/", 1)[1]
     if leaf == "w":
         value = np.clip(rng.standard_normal(shape), -2, 2) / np.sqrt(np.prod(shape[:-1])) / 0.87962566
@@ -78,18 +82,7 @@ def reference_checkpoint(fixture: str) -> tuple[ReleasedCheckpoint, dict]:
     return ReleasedCheckpoint(params, state, sha256="redrawn", path=path), arrays
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _no_tf32():
-    """TF32 convs on recent GPUs put these random-weight comparisons far over tolerance (README)."""
-    if keras.backend.backend() != "tensorflow":
-        yield
-        return
-    import tensorflow as tf
-
-    before = tf.config.experimental.tensor_float_32_execution_enabled()
-    tf.config.experimental.enable_tensor_float_32_execution(False)
-    yield
-    tf.config.experimental.enable_tensor_float_32_execution(before)
+pytestmark = pytest.mark.usefixtures("no_tf32")
 
 
 @pytest.fixture(scope="module", params=list(NETWORKS))

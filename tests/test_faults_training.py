@@ -2,10 +2,10 @@
 
 import csv
 import json
-import shutil
 
 import keras
 import numpy as np
+from conftest import killed_after_step_3
 
 from mmv_tf.training.callbacks import MetricsLog, StepCheckpoint
 from mmv_tf.training.run import train
@@ -49,12 +49,7 @@ def test_resume_after_a_kill_lists_each_step_once_in_both_metrics_files(demo_sha
     assert csv_rows(whole_run / "metrics.csv") == as_strings(whole)
     # Killed after step 6's rows were written but before its checkpoint was saved, in the middle of a
     # further (torn) line: the run resumes from step 3 and logs step 6 again.
-    killed = tmp_path / "killed"
-    shutil.copytree(whole_run, killed)
-    for late in (killed / "checkpoints").glob("ckpt-6.*"):
-        late.unlink()
-    (killed / "checkpoints" / "checkpoint").write_text(
-        'model_checkpoint_path: "ckpt-3"\nall_model_checkpoint_paths: "ckpt-3"\n')
+    killed = killed_after_step_3(whole_run, tmp_path / "killed")
     with (killed / "metrics.jsonl").open("a") as log:
         log.write('{"step": 6, "learning_r')
 

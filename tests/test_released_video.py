@@ -15,13 +15,14 @@ model run in inference mode on seeded weights):
 """
 
 import json
-import zlib
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import spec_counts
+from test_deepmind_import import draw_leaf
+from test_deflation import layer_output, randomise_batch_norm
 
 from mmv_tf.deflation import carry_weights, static_videos
 from mmv_tf.models.presets import PRESETS, build_video_encoder, preset_config
@@ -46,18 +47,7 @@ def reference():
     return arrays, json.loads(str(arrays.pop("meta")))
 
 
-@pytest.fixture(autouse=True)
-def _no_tf32():
-    """TF32 convs on recent GPUs put random-weight comparisons far over tolerance (README)."""
-    if keras.backend.backend() != "tensorflow":
-        yield
-        return
-    import tensorflow as tf
-
-    before = tf.config.experimental.tensor_float_32_execution_enabled()
-    tf.config.experimental.enable_tensor_float_32_execution(False)
-    yield
-    tf.config.experimental.enable_tensor_float_32_execution(before)
+pytestmark = pytest.mark.usefixtures("no_tf32")
 
 
 def numpy(x):
@@ -67,18 +57,7 @@ def numpy(x):
 def draw(meta, name):
     """Parameter `name` (module/leaf) as the reference run drew it (`meta["param_rule"]`)."""
     tower = "s3d" if name.startswith(S3D) else "tsm"
-    shape = tuple(meta["param_shapes"][tower][name])
-    rng = np.random.default_rng([meta["seed"], zlib.crc32(name.encode())])
-    leaf = name.rsplit("/", 1)[1]
-    if leaf == "w":
-        value = np.clip(rng.standard_normal(shape), -2, 2) / np.sqrt(np.prod(shape[:-1])) / 0.87962566
-    elif leaf == "offset":
-        value = rng.normal(0, 0.1, shape)
-    elif leaf == "scale":
-        value = rng.uniform(0.7, 1.3, shape)
-    else:
-        raise KeyError(name)
-    return value.astype(np.float32)
+    return draw_leaf(meta["seed"], name, tuple(meta["param_shapes"][tower][name]))
 
 
 def batch_norm_weights(arrays, meta, module):
@@ -218,19 +197,6 @@ def test_paper_presets_are_in_the_released_form_and_tiny_presets_keep_theirs():
     assert TSMResNet.from_config(tsm.get_config()).get_config()["shift_layout"] == "released"
     tiny = build_video_encoder(preset_config("s3dg_tiny", small).video)
     assert tuple(tiny.get_layer("Conv2d_1a_conv").kernel.shape) == (7, 7, 7, 3, 8)
-
-
-def randomise_batch_norm(tower, seed=0):
-    rng = np.random.default_rng(seed)
-    for weight in tower.weights:
-        if weight.path.endswith("moving_variance") or weight.path.endswith("gamma"):
-            weight.assign(rng.uniform(0.5, 2.0, weight.shape))
-        elif weight.path.endswith("moving_mean") or weight.path.endswith("beta"):
-            weight.assign(rng.normal(0, 0.3, weight.shape))
-
-
-def layer_output(tower, name, inputs):
-    return numpy(keras.Model(tower.input, tower.get_layer(name).output)(inputs))
 
 
 def test_deflated_space_to_depth_s3dg_equals_the_video_tower_on_a_static_video():

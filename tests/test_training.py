@@ -2,12 +2,11 @@
 
 import json
 import re
-import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import SMALL_MODEL, SMALL_SETS, run_config
+from conftest import SMALL_MODEL, SMALL_SETS, killed_after_step_3, run_config
 from mmv_tf.cli.main import app
 from typer.testing import CliRunner
 
@@ -125,12 +124,7 @@ def test_resume_after_a_kill_continues_from_the_checkpoint_exactly(demo_shards, 
     config, whole_run, whole = small_run
     assert whole["step"] == 6 and whole["resumed_from_step"] == 0
     # A run killed between steps 3 and 6 leaves what the whole run had after step 3.
-    killed = tmp_path / "killed"
-    shutil.copytree(whole_run, killed)
-    for late in (killed / "checkpoints").glob("ckpt-6.*"):
-        late.unlink()
-    (killed / "checkpoints" / "checkpoint").write_text(
-        'model_checkpoint_path: "ckpt-3"\nall_model_checkpoint_paths: "ckpt-3"\n')
+    killed = killed_after_step_3(whole_run, tmp_path / "killed")
     metrics = (killed / "metrics.jsonl").read_text().splitlines()
     (killed / "metrics.jsonl").write_text(metrics[0] + "\n")
 

@@ -175,3 +175,25 @@ def test_a_checkpoint_that_cannot_be_written_leaves_no_temporary_folder(tmp_path
     with pytest.raises(OSError, match="No space left"):
         StepCheckpoint(FullDisk(), every=1)._save(3)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_full_disk_during_embed_keeps_only_finished_parts(small_savedmodel, demo_shards, tmp_path,
+                                                            monkeypatch):
+    import pyarrow.parquet as pq
+
+    write_table = pq.write_table
+    written = []
+
+    def fills_up(table, where, *args, **kwargs):  # the second part finds the disk full
+        if written:
+            raise OSError(errno.ENOSPC, "No space left on device", str(where))
+        written.append(where)
+        return write_table(table, where, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "write_table", fills_up)
+    out = tmp_path / "emb"
+    fails_cleanly(["embed", demo_shards, "--model", small_savedmodel[1], "--out", out],
+                  "No space left on device")
+    parts = out / ".parts"
+    assert not (out / "embeddings.json").exists() and not leftovers(out) and not leftovers(parts)
+    assert sorted(p.name for p in parts.iterdir()) == ["plan.json"]  # no half-written part

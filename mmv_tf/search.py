@@ -25,10 +25,10 @@ def common_spaces(metadata: dict, query: str, target: str) -> list[str]:
 def space_between(metadata: dict, query: str, target: str) -> str:
     """The space in which a model compares modalities `query` and `target`: the one its head design
     names for the pair (`pair_spaces`), or, for models exported without it, the finest they share."""
-    named = metadata.get("pair_spaces", {}).get(f"{query}-{target}")
-    if named in common_spaces(metadata, query, target):
-        return named
     common = common_spaces(metadata, query, target)
+    named = metadata.get("pair_spaces", {}).get(f"{query}-{target}")
+    if named in common:
+        return named
     if not common:
         raise InputError(f"this model's {metadata['head_design']} head gives {query} and {target} "
                          "no common space: they cannot be compared")

@@ -32,16 +32,26 @@ np.savez(sys.argv[3], **{k: np.asarray(v) for k, v in out.items()})
 """
 
 
-@pytest.fixture(scope="module")
-def released(tmp_path_factory):
-    """(checkpoint file in the released format, the fixture's inputs and outputs, vocabulary file)."""
-    work = tmp_path_factory.mktemp("released")
-    checkpoint, arrays = reference_checkpoint("s3d")
-    path = work / "mmv_s3d.pkl"
+def write_released(fixture: str, folder):
+    """(checkpoint of `fixture` written in the released format, the fixture's inputs and outputs)."""
+    checkpoint, arrays = reference_checkpoint(fixture)
+    path = folder / f"mmv_{fixture}.pkl"
     write_released_pickle(path, checkpoint.params, checkpoint.state)
-    vocabulary = work / "words.txt"
-    vocabulary.write_text("".join(f"w{row}\n" for row in range(TABLE_ROWS)))
-    return path, arrays, vocabulary
+    return path, arrays
+
+
+@pytest.fixture(scope="module")
+def vocabulary(tmp_path_factory):
+    """Word w<row> for each row of the released table."""
+    path = tmp_path_factory.mktemp("words") / "words.txt"
+    path.write_text("".join(f"w{row}\n" for row in range(TABLE_ROWS)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory, vocabulary):
+    """(S3D checkpoint in the released format, the fixture's inputs and outputs, vocabulary file)."""
+    return *write_released("s3d", tmp_path_factory.mktemp("released")), vocabulary
 
 
 def one_line_error(result) -> str:
@@ -50,16 +60,18 @@ def one_line_error(result) -> str:
     return errors[0]
 
 
-def test_imported_model_gives_deepminds_outputs_in_a_fresh_process(released, tmp_path):
-    path, arrays, vocabulary = released
-    out = tmp_path / "mmv_s3d"
+@pytest.mark.parametrize("fixture,backbone", [("s3d", "s3dg"), ("tsm_resnet_x1", "tsm_resnet50"),
+                                              ("tsm_resnet_x2", "tsm_resnet50x2")])
+def test_imported_model_gives_deepminds_outputs_in_a_fresh_process(fixture, backbone, vocabulary, tmp_path):
+    path, arrays = write_released(fixture, tmp_path)
+    out = tmp_path / "model"
     result = runner.invoke(app, ["import", "deepmind", str(path), "--out", str(out), "--vocabulary",
                                  str(vocabulary), "--frames", "8", "--mel-bins", "40"])
     assert result.exit_code == 0, result.output
-    assert "imported s3dg" in result.output and "dropped" in result.output
+    assert f"imported {backbone}" in result.output and "dropped" in result.output
     meta = json.loads((out / "mmv_tf.json").read_text())
     source = meta["source"]
-    assert source["licence"] == "CC BY-NC 4.0" and source["backbone"] == "s3dg"
+    assert source["licence"] == "CC BY-NC 4.0" and source["backbone"] == backbone
     assert len(source["sha256"]) == 64 and source["checkpoint"] == str(path.resolve())
     assert sorted(meta["signatures"]) == ["audio", "audio_spectrogram", "text", "video"]
     assert meta["pair_spaces"]["text-video"] == "vat" and meta["spaces"]["text"] == {"va": 512, "vat": 256}

@@ -145,3 +145,33 @@ def test_an_imported_network_deflates_into_an_image_model(fixture, tmp_path):
     image_vat = ExportedModel(out).embed_images(image)["vat"][0]
     cosine = video_vat @ image_vat / np.linalg.norm(video_vat) / np.linalg.norm(image_vat)
     assert cosine > 0.9, cosine
+
+
+def test_an_imported_model_embeds_indexes_and_searches(released, demo, tmp_path):
+    """The imported S3D-G network through embed, index, search and the app's search service."""
+    import shutil
+
+    from mmv_tf.app.search_app import SearchService
+
+    path, _, vocabulary = released
+    model = tmp_path / "mmv_s3d"
+    assert runner.invoke(app, ["import", "deepmind", str(path), "--out", str(model), "--vocabulary",
+                               str(vocabulary), "--frames", "8", "--mel-bins", "40"]).exit_code == 0
+    media = tmp_path / "media"
+    media.mkdir()
+    records = [json.loads(line) for line in (demo / "manifest.jsonl").read_text().splitlines()][:2]
+    for record in records:
+        shutil.copy(demo / record["video"], media)
+    for args in (["embed", media, "--model", model, "--out", tmp_path / "emb"],
+                 ["index", tmp_path / "emb", "--out", tmp_path / "index"]):
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+    query = media / records[0]["video"].split("/")[-1]
+    result = runner.invoke(app, ["search", "--index", str(tmp_path / "index"), "--model", str(model),
+                                 "--video", str(query), "--target", "audio", "--k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    assert found["query"]["space"] == "va" and len(found["results"]) == 3
+    service = SearchService(model, tmp_path / "index", tmp_path / "clips")
+    space, hits = service.query("text", "w17 w23 w5", "video", k=2)  # words of the table's rows
+    assert space == "vat" and len(hits) == 2 and all(hit.clip for hit in hits)

@@ -118,6 +118,10 @@ class ExportedModel:
         return self.embed_video(static_videos(images, self.num_frames))
 
     @functools.cached_property
+    def _vocabulary(self) -> frozenset[str]:
+        return frozenset(self._tokenizer.vocabulary)
+
+    @functools.cached_property
     def _tokenizer(self):
         """The model's `TextTokenizer`, rebuilt from the text encoder's config in `keras_config.json`."""
         from mmv_tf.text.tokenizer import TextTokenizer
@@ -145,9 +149,8 @@ class ExportedModel:
     def known_words(self, text: str) -> list[str]:
         """The words of `text` that the model looks up (in its vocabulary, not stop words)."""
         self._require_text()
-        vocabulary = set(self._tokenizer.vocabulary)
         words = self._tokenizer.words(np.array([text])).to_list()[0]
-        return [w.decode() for w in words if w.decode() in vocabulary]
+        return [w.decode() for w in words if w.decode() in self._vocabulary]
 
     def embed_text(self, texts: list[str]) -> dict[str, np.ndarray]:
         """One embedding per string; empty strings are refused."""

@@ -19,6 +19,7 @@ from mmv_tf.deepmind.mapping import (
     build_released_network,
     detect_backbone,
 )
+from mmv_tf.export import export_network
 
 LICENCE = "CC BY-NC 4.0"
 # Compared with DeepMind's own outputs on seeded weights (tests/test_deepmind_import.py).
@@ -67,8 +68,6 @@ def import_released(checkpoint: str | Path, out: str | Path, *, vocabulary: str 
               "licence": LICENCE, "backbone": detected, "verified": list(VERIFIED),
               "dropped": report["dropped"], "not_filled": report["not_filled"],
               "vocabulary": str(Path(vocabulary).resolve()) if vocabulary is not None else None}
-    from mmv_tf.export import export_network
-
     export_network(network, out, name=Path(out).name, training={"preset": detected},
                    overwrite=overwrite, inputs=(checkpoint,), text=vocabulary is not None, source=source)
     return {**report, "out": str(out), "text": vocabulary is not None}

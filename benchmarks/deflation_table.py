@@ -15,10 +15,12 @@ import json
 import sys
 from pathlib import Path
 
+from mmv_tf.saved_model import DEFAULT_MODEL
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="savedmodels/mmv_s3dg_tiny_demo")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--corpus", default="data/demo-app/corpus")
     parser.add_argument("--work", default="data/deflation")
     parser.add_argument("--frames", type=int, default=2000)

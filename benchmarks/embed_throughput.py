@@ -14,10 +14,12 @@ import time
 
 import numpy as np
 
+from mmv_tf.saved_model import DEFAULT_MODEL
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="savedmodels/mmv_s3dg_tiny_demo")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--json", action="store_true")

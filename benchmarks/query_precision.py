@@ -18,6 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmv_tf.data.synth import DIGIT_WORDS, DIRECTIONS  # noqa: E402
+from mmv_tf.saved_model import DEFAULT_MODEL  # noqa: E402
 
 
 def window_label(record: dict, start: float, end: float) -> tuple[str, str] | None:
@@ -34,7 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", required=True)
     parser.add_argument("--corpus", required=True, help="the demo corpus the index was built from")
-    parser.add_argument("--model", default="savedmodels/mmv_s3dg_tiny_demo")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--k", type=int, default=10)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))

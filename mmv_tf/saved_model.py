@@ -12,6 +12,9 @@ import numpy as np
 from mmv_tf.errors import InputError
 from mmv_tf.export import KERAS_CONFIG_FILE, METADATA_FILE, NETWORK_VARIABLES, ExportError
 
+# The default model, trained on the demo corpus; package data, so every install has it.
+DEFAULT_MODEL = Path(__file__).resolve().parent / "savedmodels" / "mmv_s3dg_tiny_demo"
+
 
 def read_metadata(path: str | Path) -> dict:
     """The `mmv_tf.json` of model folder `path`, with a clear error when it is not one."""

@@ -15,14 +15,15 @@ import numpy as np
 import pytest
 from browser import Browser
 from gradio_client import Client, handle_file
-from mmv_tf.app import search_app
-from mmv_tf.app.workspace import prepare_demo
-from mmv_tf.cli.main import DEFAULT_MODEL, app
 from PIL import Image
 from typer.testing import CliRunner
 
+from mmv_tf.app import search_app
+from mmv_tf.app.workspace import prepare_demo
+from mmv_tf.cli.main import app
 from mmv_tf.data.media import decode_clip, decode_video
 from mmv_tf.errors import InputError
+from mmv_tf.saved_model import DEFAULT_MODEL
 
 
 @pytest.fixture(scope="module")

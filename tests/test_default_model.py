@@ -1,12 +1,10 @@
-"""The committed default model (savedmodels/mmv_s3dg_tiny_demo): what README's search example loads."""
+"""The committed default model (mmv_tf/savedmodels/mmv_s3dg_tiny_demo): what README's search example loads."""
 
-from pathlib import Path
 
 import numpy as np
 
+from mmv_tf.saved_model import DEFAULT_MODEL as DEFAULT
 from mmv_tf.saved_model import ExportedModel
-
-DEFAULT = Path(__file__).parents[1] / "savedmodels" / "mmv_s3dg_tiny_demo"
 
 
 def test_default_model_is_small_and_embeds_every_modality():

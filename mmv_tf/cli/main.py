@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from mmv_tf.saved_model import DEFAULT_MODEL
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
 
 app = typer.Typer(
@@ -247,8 +249,6 @@ def import_deepmind(
         typer.echo(f"note: no text signature: {NO_VOCABULARY}", err=True)
 
 
-# The committed default model of this checkout (an editable install runs cli/ from the checkout).
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "savedmodels" / "mmv_s3dg_tiny_demo"
 
 
 @app.command("export")

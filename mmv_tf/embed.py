@@ -17,13 +17,22 @@ without decoding their videos, and then merges them.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from mmv_tf.data.preprocessing import (
+    DecodedClip,
+    at_rates,
+    eval_frames,
+    sliding_window_starts,
+    window_audio,
+    window_captions,
+    window_frames,
+    window_samples,
+)
 from mmv_tf.data.subtitles import Caption
 from mmv_tf.errors import InputError
 from mmv_tf.export import space_embeddings
@@ -46,33 +55,13 @@ class EmbedSettings:
     videos_per_part: int = 16
 
 
-@dataclasses.dataclass
-class Media:
-    """One decoded video: JPEG frames at `fps`, mono waveform at `sample_rate`, captions."""
-
-    video_id: str
-    source: str
-    split: str
-    jpeg_frames: list[bytes]
-    fps: float
-    waveform: np.ndarray
-    sample_rate: int
-    has_audio: bool
-    captions: list[Caption]
-    labels_json: str = "null"
-
-    @property
-    def duration(self) -> float:
-        return len(self.jpeg_frames) / self.fps
-
-
 def read_media(src: str | Path, fps: float, sample_rate: int, short_side: int,
                split: str | None = None, skip=lambda index: False
-               ) -> tuple[int | None, Iterator[Media | str | None]]:
+               ) -> tuple[int | None, Iterator[DecodedClip | str | None]]:
     """(number of videos if known, the videos) of `src`: a shard folder (from `mmv-tf data ingest`)
     or a media folder / manifest, only those of `split` if given.
 
-    The iterator yields `Media`, a message (str) naming a file that could not be decoded, or None
+    The iterator yields `DecodedClip`s, a message (str) naming a file that could not be decoded, or None
     for the videos whose position `skip(index)` accepts (these are not decoded).
     """
     from mmv_tf.data.ingest import DATASET_NAME
@@ -95,25 +84,15 @@ def read_media(src: str | Path, fps: float, sample_rate: int, short_side: int,
 
 
 def _media_from_sources(sources, fps: float, sample_rate: int, short_side: int,
-                        skip) -> Iterator[Media | str | None]:
+                        skip) -> Iterator[DecodedClip | str | None]:
     from mmv_tf.data.sources import DecodeSettings, decode_source
 
     settings = DecodeSettings(fps=fps, short_side=short_side, sample_rate=sample_rate)
     for index, source in enumerate(sources):
-        if skip(index):
-            yield None
-            continue
-        decoded = decode_source(source, settings)
-        if decoded.video is None:
-            yield decoded.error
-            continue
-        video = decoded.video
-        yield Media(source.video_id, str(source.path), source.split, video.jpeg_frames, video.fps,
-                    video.waveform, video.sample_rate, video.has_audio, decoded.captions,
-                    source.labels_json)
+        yield None if skip(index) else decode_source(source, settings)
 
 
-def _media_from_shards(files: list[str], skip) -> Iterator[Media | None]:
+def _media_from_shards(files: list[str], skip) -> Iterator[DecodedClip | None]:
     import tensorflow as tf
 
     from mmv_tf.data.shards import parse_video
@@ -124,110 +103,41 @@ def _media_from_shards(files: list[str], skip) -> Iterator[Media | None]:
             continue
         captions = [Caption(float(s), float(e), t.decode()) for s, e, t in
                     zip(example["caption/start"], example["caption/end"], example["caption/string"])]
-        yield Media(example["video/id"].decode(), example["video/source"].decode(),
-                    example["video/split"].decode(), list(example["frames"]), float(example["video/fps"]),
-                    example["waveform"], int(example["WAVEFORM/sample_rate"]),
-                    bool(example["WAVEFORM/present"]), captions, example["labels/json"].decode())
+        yield DecodedClip(list(example["frames"]), example["waveform"], bool(example["WAVEFORM/present"]),
+                          float(example["video/fps"]), int(example["WAVEFORM/sample_rate"]),
+                          int(example["image/width"]), int(example["image/height"]),
+                          example["video/id"].decode(), example["video/source"].decode(),
+                          example["video/split"].decode(), captions, example["labels/json"].decode())
 
 
-def centre_crop(image, size: int) -> np.ndarray:
-    """A PIL image -> float32 `[size, size, 3]` in [0, 1]: RGB, shorter side to `size`, centre crop."""
-    from PIL import Image
-
-    image = image.convert("RGB")
-    scale = size / min(image.size)
-    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-    image = image.resize((width, height), Image.BILINEAR)
-    left, top = (width - size) // 2, (height - size) // 2
-    return np.asarray(image.crop((left, top, left + size, top + size)), np.float32) / 255.0
-
-
-def clip_frames(jpeg_frames: list[bytes], size: int) -> np.ndarray:
-    """JPEG frames -> float32 `[F, size, size, 3]` in [0, 1]: shorter side to `size`, centre crop."""
-    from PIL import Image
-
-    out = np.empty((len(jpeg_frames), size, size, 3), np.float32)
-    for index, jpeg in enumerate(jpeg_frames):
-        out[index] = centre_crop(Image.open(io.BytesIO(jpeg)), size)
-    return out
-
-
-def model_frames(model, path: str | Path) -> np.ndarray:
-    """A video file's frames at the model's frame rate, centre-cropped to its image size:
-    float32 `[F, S, S, 3]` in [0, 1]."""
-    from mmv_tf.data.media import decode_video
-
-    decoded = decode_video(path, model.fps, model.image_size, model.sample_rate)
-    return clip_frames(decoded.jpeg_frames, model.image_size)
-
-
-def window_starts(num_frames: int, window: int, stride: int) -> list[int]:
-    """First frames of the windows of `window` frames every `stride`; one window for short videos."""
-    return list(range(0, max(num_frames - window, 0) + 1, max(stride, 1)))
-
-
-def take_window(array: np.ndarray, start: int, length: int) -> np.ndarray:
-    """`array[start:start + length]`, padded at the end by repeating its last entry (frames) or zeros."""
-    part = array[start:start + length]
-    if len(part) == length:
-        return part
-    if part.ndim > 1:
-        return np.concatenate([part, np.repeat(part[-1:], length - len(part), axis=0)])
-    return np.pad(part, (0, length - len(part)))
-
-
-def overlapping_caption(captions: list[Caption], start: float, end: float) -> str | None:
-    best, best_overlap = None, 0.0
-    for caption in captions:
-        overlap = min(end, caption.end) - max(start, caption.start)
-        if overlap > best_overlap:
-            best, best_overlap = caption.text, overlap
-    return best
-
-
-def resampled(media: Media, fps: float, sample_rate: int) -> Media:
-    """`media` at the model's frame rate (nearest frames) and sample rate (polyphase filter)."""
-    if abs(media.fps - fps) > 1e-6:
-        count = max(1, int(round(media.duration * fps)))
-        picks = (np.arange(count) / fps * media.fps).round().astype(int)
-        picks = np.minimum(picks, len(media.jpeg_frames) - 1)
-        media = dataclasses.replace(media, jpeg_frames=[media.jpeg_frames[i] for i in picks], fps=fps)
-    if media.sample_rate != sample_rate:
-        from scipy.signal import resample_poly
-
-        waveform = resample_poly(media.waveform, sample_rate, media.sample_rate).astype(np.float32)
-        media = dataclasses.replace(media, waveform=waveform, sample_rate=sample_rate)
-    return media
-
-
-def embed_media(model, media: Media, stride_frames: int) -> dict[str, list[dict]]:
+def embed_media(model, clip: DecodedClip, stride_frames: int) -> dict[str, list[dict]]:
     """Rows of the three tables for one video (see the module docstring)."""
-    media = resampled(media, model.fps, model.sample_rate)
-    frames = clip_frames(media.jpeg_frames, model.image_size)
+    clip = at_rates(clip, model.fps, model.sample_rate)
+    frames = eval_frames(clip.jpeg_frames, model.image_size)
     length = model.num_frames
-    samples = int(round(length / model.fps * model.sample_rate))
-    starts = window_starts(len(frames), length, stride_frames)
+    starts = np.array(sliding_window_starts(len(clip.jpeg_frames), length, stride_frames))
+    times, ends = starts / model.fps, (starts + length) / model.fps
     embeddings = {f"video_{s}": v for s, v in space_embeddings(model.embed_video(
-        np.stack([take_window(frames, s, length) for s in starts]))).items()}
-    if media.has_audio:
-        audio = np.stack([take_window(media.waveform, int(round(s / model.fps * model.sample_rate)), samples)
-                          for s in starts])
+        window_frames(frames, starts, length))).items()}
+    if clip.has_audio:
+        audio = window_audio(clip.waveform, times, window_samples(model.window_seconds, model.sample_rate),
+                             model.sample_rate)
         embeddings.update({f"audio_{s}": v for s, v in space_embeddings(model.embed_audio(audio)).items()})
     windows = []
-    for index, first in enumerate(starts):
-        start, end = first / model.fps, (first + length) / model.fps
-        windows.append({"video_id": media.video_id, "window": index, "start": round(start, 3),
-                        "end": round(end, 3), "caption": overlapping_caption(media.captions, start, end),
+    for index, (start, end, caption) in enumerate(zip(times.tolist(), ends.tolist(),
+                                                      window_captions(clip.captions, times, ends))):
+        windows.append({"video_id": clip.video_id, "window": index, "start": round(start, 3),
+                        "end": round(end, 3), "caption": caption,
                         **{name: values[index] for name, values in embeddings.items()}})
-    video = {"video_id": media.video_id, "split": media.split, "source": media.source,
-             "duration": round(media.duration, 3), "has_audio": media.has_audio, "windows": len(starts),
-             "labels_json": media.labels_json,
+    video = {"video_id": clip.video_id, "split": clip.split, "source": clip.source,
+             "duration": round(clip.duration, 3), "has_audio": clip.has_audio, "windows": len(starts),
+             "labels_json": clip.labels_json,
              **{name: values.mean(axis=0) for name, values in embeddings.items()}}
     captions = []
-    if media.captions and model.has_text:  # a model without text keeps no captions
-        texts = space_embeddings(model.embed_text([c.text for c in media.captions]))
-        for index, caption in enumerate(media.captions):
-            captions.append({"video_id": media.video_id, "start": caption.start, "end": caption.end,
+    if clip.captions and model.has_text:  # a model without text keeps no captions
+        texts = space_embeddings(model.embed_text([c.text for c in clip.captions]))
+        for index, caption in enumerate(clip.captions):
+            captions.append({"video_id": clip.video_id, "start": caption.start, "end": caption.end,
                              "text": caption.text,
                              **{f"text_{s}": v[index] for s, v in texts.items()}})
     return {"videos": [video], "windows": windows, "captions": captions}

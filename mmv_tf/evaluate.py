@@ -41,23 +41,17 @@ def narrated_events(corpus: str | Path, split: str) -> list[dict]:
 
 def event_clips(model, events: list[dict]) -> np.ndarray:
     """The model's window centred on each event: float32 `[E, T, S, S, 3]`."""
-    from mmv_tf.embed import model_frames, take_window
+    from mmv_tf.data.preprocessing import centred_window_start, last_window_start, model_frames, window_frames
 
     clips, path, frames = [], None, None
     for event in events:  # grouped by video: decode each once
         if event["video"] != path:
             path = event["video"]
             frames = model_frames(model, path)
-        first = centred_window_start(event, model.window_seconds, model.fps,
-                                     max(len(frames) - model.num_frames, 0))
-        clips.append(take_window(frames, first, model.num_frames))
+        first = centred_window_start((event["start"] + event["end"]) / 2, model.window_seconds, model.fps,
+                                     last_window_start(len(frames), model.num_frames))
+        clips.append(window_frames(frames, first, model.num_frames))
     return np.stack(clips)
-
-
-def centred_window_start(event: dict, window_seconds: float, fps: float, last_start: int) -> int:
-    """First frame of the window centred on the event's [start, end], kept within [0, last_start]."""
-    middle = (event["start"] + event["end"]) / 2
-    return min(max(int(round((middle - window_seconds / 2) * fps)), 0), last_start)
 
 
 def retrieval_metrics(similarity: np.ndarray, labels: list[str]) -> dict:

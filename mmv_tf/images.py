@@ -36,7 +36,7 @@ def load_images(paths: list[Path], size: int) -> LoadedImages:
     """Load `paths` (any format Pillow reads), skipping and naming the unreadable ones."""
     from PIL import Image, UnidentifiedImageError
 
-    from mmv_tf.embed import centre_crop
+    from mmv_tf.data.preprocessing import frames_to_float, resize_and_centre_crop
 
     images, kept, notes = [], [], []
     converted: dict[str, int] = {}
@@ -46,7 +46,8 @@ def load_images(paths: list[Path], size: int) -> LoadedImages:
                 image.load()
                 if image.mode != "RGB":
                     converted[image.mode] = converted.get(image.mode, 0) + 1
-                images.append(centre_crop(image, size))
+                images.append(np.asarray(resize_and_centre_crop(
+                    frames_to_float(np.asarray(image.convert("RGB"))), size)))
                 kept.append(path)
         except (OSError, UnidentifiedImageError, ValueError) as error:
             notes.append(f"skipped {path}: not a readable image ({error})")
@@ -96,8 +97,8 @@ def corpus_frames(corpus: str | Path, size: int, count: int = 2000, split: str =
     videos or a manifest, as `mmv-tf data ingest` reads): `per_video` from each of randomly chosen
     videos, decoded at 2 fps."""
     from mmv_tf.data.media import decode_video
+    from mmv_tf.data.preprocessing import eval_frames
     from mmv_tf.data.sources import list_sources
-    from mmv_tf.embed import clip_frames
 
     sources = list_sources(corpus, split)
     rng = np.random.default_rng(seed)
@@ -106,7 +107,7 @@ def corpus_frames(corpus: str | Path, size: int, count: int = 2000, split: str =
         decoded = decode_video(sources[index].path, 2.0, size)
         picked = rng.choice(len(decoded.jpeg_frames), min(per_video, len(decoded.jpeg_frames)),
                             replace=False)
-        frames.append(clip_frames([decoded.jpeg_frames[i] for i in sorted(picked)], size))
+        frames.append(np.asarray(eval_frames([decoded.jpeg_frames[i] for i in sorted(picked)], size)))
         total += len(frames[-1])
         if total >= count:
             break

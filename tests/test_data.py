@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import DEMO_VIDEOS
-from mmv_tf.cli.main import app
 from PIL import Image
 from typer.testing import CliRunner
 
+from mmv_tf.cli.main import app
 from mmv_tf.data.demo import TEST_ONLY_PHRASING, generate_demo_corpus
 from mmv_tf.data.ingest import IngestError, ingest
 from mmv_tf.data.media import decode_clip, decode_video, media_duration
-from mmv_tf.data.reader import ReaderConfig, caption_candidates, read_clips
+from mmv_tf.data.reader import ReaderConfig, read_clips
 from mmv_tf.data.shards import parse_video, shard_files
 from mmv_tf.data.sources import DecodeSettings, SourceError, list_sources
 from mmv_tf.data.stats import shard_stats
@@ -171,19 +171,6 @@ def test_frames_and_audio_stay_in_sync(tmp_path, tokenizer):
     for video, audio in zip(train["video"].numpy(), train["audio"].numpy()):
         bright = video.mean(axis=(1, 2, 3)) > 0.5
         np.testing.assert_array_equal(bright, (audio.reshape(10, -1) ** 2).mean(axis=1) > 0.01)
-
-
-def test_caption_candidates_pick_the_overlapping_caption_and_its_neighbours():
-    starts = tf.constant([0.0, 3.0, 6.0, 9.0])
-    ends = tf.constant([2.0, 5.0, 8.0, 11.0])
-    indices, valid = caption_candidates(starts, ends, 5.5, 7.5, 4)
-    assert indices.numpy().tolist() == [2, 1, 3, 0] and valid.numpy().all()
-    indices, valid = caption_candidates(starts, ends, 0.0, 1.0, 3)  # at the start: one neighbour
-    assert indices.numpy()[valid.numpy()].tolist() == [0, 1]
-    indices, valid = caption_candidates(starts, ends, 20.0, 21.0, 2)  # no overlap: the nearest
-    assert indices.numpy()[0] == 3
-    _, valid = caption_candidates(tf.zeros([0]), tf.zeros([0]), 0.0, 1.0, 3)
-    assert not valid.numpy().any()
 
 
 def test_bad_files_are_decoded_or_skipped_with_a_reason(tmp_path, tokenizer):

@@ -5,12 +5,13 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from mmv_tf.cli.main import app
 from typer.testing import CliRunner
 
 import mmv_tf.embed as embed_lib
 import mmv_tf.index as index_lib
-from mmv_tf.embed import EmbedError, EmbedSettings, embed_corpus, window_starts
+from mmv_tf.cli.main import app
+from mmv_tf.data.preprocessing import sliding_window_starts
+from mmv_tf.embed import EmbedError, EmbedSettings, embed_corpus
 from mmv_tf.index import SearchIndex, SearchIndexError, build_index
 from mmv_tf.saved_model import ExportedModel
 from mmv_tf.search import embed_query, search, space_between
@@ -41,7 +42,7 @@ def test_embed_writes_windows_videos_and_captions(embedded, model, demo, demo_sh
     # Windows of 0.8 s (8 frames at 10 fps) every 0.4 s, covering each video.
     first = videos[0]
     own = [w for w in windows if w["video_id"] == first["video_id"]]
-    assert len(own) == first["windows"] == len(window_starts(round(first["duration"] * 10), 8, 4))
+    assert len(own) == first["windows"] == len(sliding_window_starts(round(first["duration"] * 10), 8, 4))
     assert [w["start"] for w in own[:3]] == [0.0, 0.4, 0.8] and own[0]["end"] == 0.8
     assert info["dims"] == {"video_va": 32, "video_vat": 16, "audio_va": 32, "audio_vat": 16, "text_vat": 16}
     # A video's vector is the mean of its windows'; a window's is the model's on that clip.

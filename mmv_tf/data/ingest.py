@@ -141,13 +141,12 @@ def _ingest_into(out: Path, src, sources: list, settings: DecodeSettings, videos
                 report = []
                 with atomic_path(out / plan.name) as partial:
                     with tf.io.TFRecordWriter(str(partial)) as writer:
-                        for _ in plan.sources:
+                        for source in plan.sources:
                             decoded = next(results)
                             bar.update()
-                            entry = {"id": decoded.source.video_id, "source": str(decoded.source.path),
-                                     "shard": plan.name}
-                            if decoded.video is None:
-                                report.append({**entry, "status": "skipped", "reason": decoded.error})
+                            entry = {"id": source.video_id, "source": str(source.path), "shard": plan.name}
+                            if isinstance(decoded, str):  # the reason it could not be decoded
+                                report.append({**entry, "status": "skipped", "reason": decoded})
                                 continue
                             writer.write(encode_video(decoded))
                             if decoded.notes:

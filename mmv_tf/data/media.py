@@ -7,7 +7,6 @@ mono float32 at the target rate and aligned to the video's clock.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 from pathlib import Path
@@ -16,6 +15,7 @@ import av
 import numpy as np
 from PIL import Image
 
+from mmv_tf.data.preprocessing import DecodedClip
 from mmv_tf.errors import InputError
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
@@ -23,24 +23,6 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 
 class MediaError(InputError):
     """A media file that cannot be decoded at all (the message names the file and the reason)."""
-
-
-@dataclasses.dataclass
-class DecodedVideo:
-    """Frames as JPEG bytes at `fps`, the mono waveform at `sample_rate`, and what was repaired."""
-
-    jpeg_frames: list[bytes]
-    waveform: np.ndarray  # float32 [N], zeros if the file has no audio
-    has_audio: bool
-    fps: float
-    sample_rate: int
-    width: int
-    height: int
-    notes: list[str]
-
-    @property
-    def duration(self) -> float:
-        return len(self.jpeg_frames) / self.fps
 
 
 def write_mp4(path: str | Path, frames: np.ndarray, fps: float, waveform: np.ndarray | None = None,
@@ -235,8 +217,9 @@ def decode_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
 
 
 def decode_video(path: str | Path, fps: float = 10.0, short_side: int = 128,
-                 sample_rate: int = 16000, jpeg_quality: int = 90) -> DecodedVideo:
-    """Decode `path` to JPEG frames at `fps` (shorter side `short_side`) and mono audio at `sample_rate`.
+                 sample_rate: int = 16000, jpeg_quality: int = 90) -> DecodedClip:
+    """Decode `path` to JPEG frames at `fps` (shorter side `short_side`) and mono audio at `sample_rate`
+    (a clip named by the file's stem, without captions).
 
     Raises MediaError when no frame can be decoded; everything short of that
     (missing or broken audio, truncation, odd sizes, variable frame rate) is
@@ -249,4 +232,5 @@ def decode_video(path: str | Path, fps: float = 10.0, short_side: int = 128,
     jpegs, width, height = _decode_frames(path, fps, short_side, jpeg_quality, notes)
     num_samples = int(round(len(jpegs) / fps * sample_rate))
     waveform, has_audio = _decode_audio(path, sample_rate, num_samples, notes)
-    return DecodedVideo(jpegs, waveform, has_audio, fps, sample_rate, width, height, notes)
+    return DecodedClip(jpegs, waveform, has_audio, fps, sample_rate, width, height, video_id=path.stem,
+                       source=str(path), notes=notes)

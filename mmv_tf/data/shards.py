@@ -15,7 +15,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from mmv_tf.data.ingest import DATASET_NAME, REPORT_NAME
-from mmv_tf.data.sources import DecodedSource
+from mmv_tf.data.preprocessing import DecodedClip
 from mmv_tf.errors import InputError
 
 SHARD_SUFFIX = ".tfrecord"
@@ -54,27 +54,26 @@ def _ints(values):
     return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
 
 
-def encode_video(decoded: DecodedSource) -> bytes:
-    """Serialized SequenceExample of a decoded source."""
-    video, source = decoded.video, decoded.source
+def encode_video(clip: DecodedClip) -> bytes:
+    """Serialized SequenceExample of a decoded clip."""
     context = {
-        "video/id": _bytes([source.video_id.encode()]),
-        "video/split": _bytes([source.split.encode()]),
-        "video/source": _bytes([str(source.path).encode()]),
-        "video/fps": _floats([video.fps]),
-        "video/duration": _floats([video.duration]),
-        "image/height": _ints([video.height]),
-        "image/width": _ints([video.width]),
-        "WAVEFORM/sample_rate": _ints([video.sample_rate]),
-        "WAVEFORM/present": _ints([int(video.has_audio)]),
-        "caption/string": _bytes([c.text.encode() for c in decoded.captions]),
-        "caption/start": _floats([c.start for c in decoded.captions]),
-        "caption/end": _floats([c.end for c in decoded.captions]),
-        "labels/json": _bytes([source.labels_json.encode()]),
+        "video/id": _bytes([clip.video_id.encode()]),
+        "video/split": _bytes([clip.split.encode()]),
+        "video/source": _bytes([clip.source.encode()]),
+        "video/fps": _floats([clip.fps]),
+        "video/duration": _floats([clip.duration]),
+        "image/height": _ints([clip.height]),
+        "image/width": _ints([clip.width]),
+        "WAVEFORM/sample_rate": _ints([clip.sample_rate]),
+        "WAVEFORM/present": _ints([int(clip.has_audio)]),
+        "caption/string": _bytes([c.text.encode() for c in clip.captions]),
+        "caption/start": _floats([c.start for c in clip.captions]),
+        "caption/end": _floats([c.end for c in clip.captions]),
+        "labels/json": _bytes([clip.labels_json.encode()]),
     }
     sequences = {
-        "image/encoded": tf.train.FeatureList(feature=[_bytes([jpeg]) for jpeg in video.jpeg_frames]),
-        "WAVEFORM/feature/floats": tf.train.FeatureList(feature=[_floats(video.waveform)]),
+        "image/encoded": tf.train.FeatureList(feature=[_bytes([jpeg]) for jpeg in clip.jpeg_frames]),
+        "WAVEFORM/feature/floats": tf.train.FeatureList(feature=[_floats(clip.waveform)]),
     }
     return tf.train.SequenceExample(
         context=tf.train.Features(feature=context),

@@ -13,8 +13,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-from mmv_tf.data.media import VIDEO_SUFFIXES, DecodedVideo, MediaError, decode_video
-from mmv_tf.data.subtitles import Caption, CaptionError, find_captions, read_captions
+from mmv_tf.data.media import VIDEO_SUFFIXES, MediaError, decode_video
+from mmv_tf.data.preprocessing import DecodedClip
+from mmv_tf.data.subtitles import CaptionError, find_captions, read_captions
 from mmv_tf.errors import InputError
 
 SPLITS = ("train", "val", "test")
@@ -36,15 +37,6 @@ class DecodeSettings:
     short_side: int = 128
     sample_rate: int = 16000
     jpeg_quality: int = 90
-
-
-@dataclasses.dataclass
-class DecodedSource:
-    source: Source
-    video: DecodedVideo | None  # None: skipped, see `error`
-    captions: list[Caption]
-    notes: list[str]
-    error: str | None = None
 
 
 class SourceError(InputError):
@@ -111,20 +103,21 @@ def list_sources(src: str | Path, split: str | None = None) -> list[Source]:
     return sorted(sources, key=lambda s: (SPLITS.index(s.split), s.video_id))
 
 
-def decode_source(source: Source, settings: DecodeSettings) -> DecodedSource:
-    """Decode one source; never raises for a bad file (the reason goes into `error` or `notes`)."""
+def decode_source(source: Source, settings: DecodeSettings) -> DecodedClip | str:
+    """Decode one source with its captions; never raises for a bad file: returns the reason instead."""
     try:
-        video = decode_video(source.path, settings.fps, settings.short_side, settings.sample_rate,
-                             settings.jpeg_quality)
+        clip = decode_video(source.path, settings.fps, settings.short_side, settings.sample_rate,
+                            settings.jpeg_quality)
     except MediaError as error:
-        return DecodedSource(source, None, [], [], str(error))
+        return str(error)
     except Exception as error:  # a decoder crash on one file must not stop the run
-        return DecodedSource(source, None, [], [], f"{source.path}: {type(error).__name__}: {error}")
-    notes, captions = list(video.notes), []
+        return f"{source.path}: {type(error).__name__}: {error}"
+    captions = []
     if source.captions is not None:
         try:
-            captions, caption_notes = read_captions(source.captions, video.duration)
-            notes.extend(caption_notes)
+            captions, caption_notes = read_captions(source.captions, clip.duration)
+            clip.notes.extend(caption_notes)
         except CaptionError as error:
-            notes.append(f"captions skipped: {error}")
-    return DecodedSource(source, video, captions, notes)
+            clip.notes.append(f"captions skipped: {error}")
+    return dataclasses.replace(clip, video_id=source.video_id, source=str(source.path), split=source.split,
+                               captions=captions, labels_json=source.labels_json)

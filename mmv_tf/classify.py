@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -50,14 +51,13 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, seed: int = 0):
 def zero_shot_predictions(model, embeddings: dict[str, np.ndarray], class_names: list[str],
                           template: str = "{}") -> tuple[np.ndarray, str]:
     """(predicted class per image, space): the class whose name, put into `template` and embedded
-    by the text signature, is nearest in the space the images share with text."""
+    by the text signature, is nearest in the space where the model compares images and text."""
     from mmv_tf.index import l2_normalized
-    from mmv_tf.search import common_spaces
+    from mmv_tf.spaces import model_pair_space
 
-    spaces = common_spaces(model.metadata, visual_modality(model), "text")
-    if not spaces:
+    space = model_pair_space(model.metadata, visual_modality(model), "text")
+    if space is None:
         raise InputError(f"model {model.path} has no space shared by images and text: no zero-shot")
-    space = spaces[0]
     texts = model.embed_text([template.format(name.replace("_", " ")) for name in class_names])[space]
     return np.argmax(l2_normalized(embeddings[space]) @ l2_normalized(texts).T, axis=1), space
 
@@ -122,6 +122,47 @@ class LinearProbe:
         scores = self.decision_function(features)
         indices = (scores > 0).astype(np.intp) if scores.ndim == 1 else scores.argmax(axis=1)
         return self.classes.take(indices, axis=0)
+
+
+def fit_classifier(images: str | Path, model: str | Path, out: str | Path | None = None,
+                   held_out: float = 0.25, seed: int = 0, template: str = "{}",
+                   overwrite: bool = False, note: Callable[[str], None] = print) -> dict:
+    """`evaluate_classification` of exported `model` on the labelled image folder `images` (one
+    sub-folder per class); with `out`, the probe is saved there (`save_probe`). Returns the summary
+    (without the probe); `note` hears image conversions and skipped files."""
+    from mmv_tf.files import check_output
+    from mmv_tf.images import read_labelled_folder
+    from mmv_tf.saved_model import ExportedModel
+
+    check_template(template)
+    if out is not None:
+        check_output(out, "probe", (model, images), overwrite)  # before the images are embedded
+    exported = ExportedModel(model)
+    loaded, labels, classes = read_labelled_folder(images, exported.image_size)
+    for line in loaded.notes:
+        note(line)
+    result = evaluate_classification(exported, loaded.images, labels, classes, held_out, seed, template)
+    if out is not None:
+        save_probe(result, Path(model), out, inputs=(images,), overwrite=overwrite)
+    return {k: v for k, v in result.items() if k != "probe"}
+
+
+def predict_files(files: list[str | Path], probe: str | Path,
+                  note: Callable[[str], None] = print) -> list[tuple[Path, str]]:
+    """[(image, class name)] for the readable images of `files`, by the probe saved in folder
+    `probe`; `note` hears conversions and skipped files."""
+    from mmv_tf.images import ImageFolderError, load_images
+    from mmv_tf.saved_model import ExportedModel
+
+    classifier, info = load_probe(probe)
+    exported = ExportedModel(info["model"])
+    loaded = load_images([Path(f) for f in files], exported.image_size)
+    for line in loaded.notes:
+        note(line)
+    if not loaded.paths:
+        raise ImageFolderError("none of the files is a readable image")
+    predicted = classifier.predict(exported.embed_images(loaded.images)[info["feature"]])
+    return [(path, info["classes"][label]) for path, label in zip(loaded.paths, predicted)]
 
 
 def check_template(template: str) -> None:

@@ -6,18 +6,21 @@ bn:    then new BN gamma and beta, learnt on unlabelled images so that the image
 image comes close (in L1) to the video tower's on the static video that repeats it; the video tower
 saw zero temporal padding at clip ends, which naive deflation cannot mimic.
 The heads are the video network's own: a deflated image lands where its static video would.
+`deflate_model` does it all for an exported model folder: images in, exported image model out.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from pathlib import Path
 
 import keras
 import numpy as np
 
 from mmv_tf.errors import InputError
-from mmv_tf.models.resnet_v2 import TSMResNet, TSMResNetImage
 from mmv_tf.models.s3dg import S3DG, S3DGImage
+from mmv_tf.models.tsm import TSMResNet, TSMResNetImage
 
 MODES = ("naive", "bn")
 
@@ -75,6 +78,7 @@ class ImageMMV(keras.Model):
         super().__init__(**kwargs)
         self.image_encoder = image_encoder
         self.network = network
+        self.built = True  # both parts are built: weights load by name before a first call
 
     def call(self, images, training=None) -> dict:
         representation = self.image_encoder(images, training=training)
@@ -170,3 +174,45 @@ def deflate(network, images: np.ndarray | None = None,
         tune_batch_norm(image_encoder, tuning, tuning_targets, settings, verbose)
         report["l1_tuned"] = l1_gap(image_encoder, held_out, held_out_targets)
     return ImageMMV(image_encoder, network), report
+
+
+def deflation_images(source: str | Path, size: int, count: int,
+                     note: Callable[[str], None] = print) -> np.ndarray:
+    """Images `[N, size, size, 3]` from a folder of images, or `count` frames sampled from the train
+    videos of a media corpus; `note` hears conversions, skipped files and the sampling."""
+    from mmv_tf.images import corpus_frames, image_files, read_image_folder
+
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"{source} does not exist: pass --images (a folder of images or a "
+                                "video corpus), or run `mmv-tf demo --prepare-only` to make the demo corpus")
+    if source.is_dir() and image_files(source):
+        loaded = read_image_folder(source, size)
+        for line in loaded.notes:
+            note(line)
+        return loaded.images
+    note(f"sampling {count} frames from the train videos of {source}")
+    return corpus_frames(source, size, count)
+
+
+def deflate_model(model: str | Path, out: str | Path, images: str | Path,
+                  settings: DeflationSettings = DeflationSettings(), frames: int = 2000,
+                  overwrite: bool = False, note: Callable[[str], None] = print) -> dict:
+    """Deflate the exported video model `model` into the image model folder `out` (signatures
+    `image` and `text`, in the same spaces) with the images of `images` (`deflation_images`);
+    returns the report, also written into `out`'s metadata as `deflation`."""
+    from mmv_tf.export import export_image_network
+    from mmv_tf.files import check_output
+    from mmv_tf.saved_model import load_network, read_metadata
+
+    check_output(out, "model", (model,), overwrite)  # before the deflation's minutes of work
+    metadata = read_metadata(model)
+    if "video" not in metadata["signatures"]:
+        raise DeflationError(f"{model} has no video signature: it is not a video model")
+    network = load_network(model)
+    pictures = deflation_images(images, metadata["video"]["image_size"], frames, note)
+    image_network, report = deflate(network, pictures, settings)
+    report.update(source_model=str(model), image_source=str(images))
+    export_image_network(image_network, out, source_metadata=metadata, deflation=report,
+                         overwrite=overwrite, inputs=(model,))
+    return report

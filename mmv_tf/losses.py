@@ -20,6 +20,8 @@ from typing import Any
 
 from keras import ops
 
+from mmv_tf import spaces
+
 _MASKED = -1e9  # finite, so masked entries give no NaN gradients
 
 
@@ -101,21 +103,24 @@ def nce(z_a, z_b, temperature: float = 0.07, mask=None, gather: Gather | None = 
                    gather=gather)
 
 
-def mmv_loss(outputs: dict, *, video_audio_space: str | None, video_text_space: str | None,
-             weight_va: float = 1.0, weight_vt: float = 1.0, audio_mask=None, text_mask=None,
-             temperature: float = 0.07, gather: Gather | None = None) -> dict:
+def mmv_loss(outputs: dict, *, design: str, weight_va: float = 1.0, weight_vt: float = 1.0,
+             audio_mask=None, text_mask=None, temperature: float = 0.07,
+             gather: Gather | None = None) -> dict:
     """Weighted MMV loss: weight_va * NCE(video, audio) + weight_vt * MIL-NCE(video, text).
 
     Args:
-        outputs: the MMV model's outputs (`outputs[modality][space]`).
-        video_audio_space / video_text_space: where each pair is compared
-            (`head.space_for("video", "audio")`, ...).
+        outputs: the MMV model's outputs (`outputs[modality][space]`: video `[B, D]`, audio
+            `[B, D]`, text `[B, K, D]` or `[B, D]`).
+        design: the head design; each pair is compared in the space it names
+            (`spaces.pair_space`), and a pair it does not compare adds no term.
         audio_mask: `[B]`, false for clips without audio.
         text_mask: `[B, K]`, false for missing narrations (all false: a clip without text).
 
     Returns:
         {"loss": total, "nce_va": ..., "mil_nce_vt": ...} for the terms that apply.
     """
+    video_audio_space = spaces.pair_space(design, "video", "audio")
+    video_text_space = spaces.pair_space(design, "video", "text")
     terms = {}
     if weight_va and "audio" in outputs and video_audio_space:
         terms["nce_va"] = (weight_va, nce(outputs["video"][video_audio_space],

@@ -1,7 +1,7 @@
 """Cross-modal queries: embed a text, an audio file or a video file and rank an index's windows.
 
-The space follows the pair: text<->video and text<->audio in S_vat, audio<->video in S_va
-(the finest space both modalities reach; for the Disjoint head text<->video is in S_vt).
+The space follows the pair, as the model's head design compares it (`mmv_tf.spaces`): for FAC
+text<->video and text<->audio in S_vat, audio<->video in S_va; for Disjoint text<->video in S_vt.
 """
 
 from __future__ import annotations
@@ -10,55 +10,40 @@ from pathlib import Path
 
 import numpy as np
 
+from mmv_tf import spaces
 from mmv_tf.errors import InputError
 from mmv_tf.export import space_embeddings
 
-SPACE_PREFERENCE = ("va", "vt", "vat")  # finest first
-
-
-def common_spaces(metadata: dict, query: str, target: str) -> list[str]:
-    """The spaces in which a model can compare modalities `query` and `target`, finest first."""
-    spaces = metadata["spaces"]
-    return [s for s in SPACE_PREFERENCE if s in spaces[query] and s in spaces[target]]
-
 
 def space_between(metadata: dict, query: str, target: str) -> str:
-    """The space in which a model compares modalities `query` and `target`: the one its head design
-    names for the pair (`pair_spaces`), or, for models exported without it, the finest they share."""
-    common = common_spaces(metadata, query, target)
-    named = metadata.get("pair_spaces", {}).get(f"{query}-{target}")
-    if named in common:
-        return named
-    if not common:
+    """The space in which a model compares modalities `query` and `target` (`spaces.model_pair_space`);
+    refused where it has none."""
+    space = spaces.model_pair_space(metadata, query, target)
+    if space is None:
         raise InputError(f"this model's {metadata['head_design']} head gives {query} and {target} "
                          "no common space: they cannot be compared")
-    return common[0]
-
-
-def _windows(length: int, total: int) -> list[int]:
-    from mmv_tf.embed import window_starts
-
-    return window_starts(total, length, max(1, length // 2))
+    return space
 
 
 def embed_audio_file(model, path: str | Path) -> dict[str, np.ndarray]:
     """Mean over half-overlapping windows of the file's audio: {space: [D]}."""
     from mmv_tf.data.media import decode_audio
-    from mmv_tf.embed import take_window
+    from mmv_tf.data.preprocessing import sliding_window_starts, window_audio, window_samples
 
     waveform = decode_audio(path, model.sample_rate)
-    length = int(round(model.window_seconds * model.sample_rate))
-    clips = np.stack([take_window(waveform, s, length) for s in _windows(length, len(waveform))])
+    length = window_samples(model.window_seconds, model.sample_rate)
+    starts = np.array(sliding_window_starts(len(waveform), length, length // 2))
+    clips = window_audio(waveform, starts / model.sample_rate, length, model.sample_rate)
     return {s: v.mean(axis=0) for s, v in space_embeddings(model.embed_audio(clips)).items()}
 
 
 def embed_video_file(model, path: str | Path) -> dict[str, np.ndarray]:
     """Mean over half-overlapping windows of the file's frames: {space: [D]}."""
-    from mmv_tf.embed import model_frames, take_window
+    from mmv_tf.data.preprocessing import model_frames, sliding_window_starts, window_frames
 
     frames = model_frames(model, path)
-    clips = np.stack([take_window(frames, s, model.num_frames)
-                      for s in _windows(model.num_frames, len(frames))])
+    starts = np.array(sliding_window_starts(len(frames), model.num_frames, model.num_frames // 2))
+    clips = window_frames(frames, starts, model.num_frames)
     return {s: v.mean(axis=0) for s, v in space_embeddings(model.embed_video(clips)).items()}
 
 
@@ -85,7 +70,7 @@ def embed_query(model, text: str | None = None, audio: str | Path | None = None,
 def search(model, index, modality: str, query: dict[str, np.ndarray], target: str = "video",
            k: int = 10, space: str | None = None) -> tuple[str, list]:
     """(space, hits) of the `k` windows whose `target` modality best matches the query, in `space`
-    (default: the finest space the two modalities share)."""
+    (default: where the model compares the two modalities, `space_between`)."""
     if k < 1:
         raise InputError(f"k must be at least 1; got {k}")
     if target not in model.metadata["spaces"]:
@@ -93,7 +78,16 @@ def search(model, index, modality: str, query: dict[str, np.ndarray], target: st
     index.check_model(model)
     if space is None:
         space = space_between(model.metadata, modality, target)
-    elif space not in common_spaces(model.metadata, modality, target):
+    elif space not in spaces.shared_spaces(model.metadata, modality, target):
         raise InputError(f"{modality} and {target} do not share space {space!r}; they share "
-                         f"{', '.join(common_spaces(model.metadata, modality, target)) or 'none'}")
+                         f"{', '.join(spaces.shared_spaces(model.metadata, modality, target)) or 'none'}")
     return space, index.search(space, target, query[space], k)
+
+
+def find(model, index, target: str = "video", k: int = 10, space: str | None = None,
+         **query) -> tuple[str, str, list]:
+    """(query modality, space, hits): `search` for the one query of `query` (`text=`, `audio=` or
+    `video=`, as `embed_query`), refusing a model other than the index's before decoding it."""
+    index.check_model(model)
+    modality, embedded = embed_query(model, **query)
+    return (modality, *search(model, index, modality, embedded, target, k, space))

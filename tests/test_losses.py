@@ -160,18 +160,17 @@ def test_mmv_loss_weights_terms_and_uses_the_head_spaces(rng):
     outputs = {m: {s: v.astype(np.float32) for s, v in o.items()} for m, o in outputs.items()}
     audio_mask = np.array([1, 0, 1, 1], bool)
     text_mask = np.array([[1, 1], [1, 0], [0, 0], [1, 0]], bool)
-    terms = mmv_loss(outputs, video_audio_space="va", video_text_space="vat", weight_va=10.0,
-                     weight_vt=1.0, audio_mask=audio_mask, text_mask=text_mask)
+    terms = mmv_loss(outputs, design="fac", weight_va=10.0, weight_vt=1.0, audio_mask=audio_mask,
+                     text_mask=text_mask)
     nce_va = float(nce(outputs["video"]["va"], outputs["audio"]["va"], mask=audio_mask))
     mil_vt = float(mil_nce(outputs["video"]["vat"], outputs["text"]["vat"], text_mask))
     assert float(terms["nce_va"]) == pytest.approx(nce_va, rel=1e-6)
     assert float(terms["mil_nce_vt"]) == pytest.approx(mil_vt, rel=1e-6)
     assert float(terms["loss"]) == pytest.approx(10 * nce_va + mil_vt, rel=1e-6)
-    video_text_only = mmv_loss({"video": outputs["video"], "text": outputs["text"]},
-                               video_audio_space="va", video_text_space="vat")
+    video_text_only = mmv_loss({"video": outputs["video"], "text": outputs["text"]}, design="fac")
     assert set(video_text_only) == {"loss", "mil_nce_vt"}
     with pytest.raises(ValueError, match="no loss term"):
-        mmv_loss({"video": outputs["video"]}, video_audio_space="va", video_text_space="vat")
+        mmv_loss({"video": outputs["video"]}, design="fac")
 
 
 def test_l2_normalize_gives_unit_rows(rng):

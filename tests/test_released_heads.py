@@ -148,7 +148,7 @@ def test_text_to_va_is_a_linear_layer_with_bias_into_va():
     np.testing.assert_allclose(out["va"], text @ kernel + bias, rtol=1e-5, atol=1e-5)
     # The instance reports text in va; the design's pair spaces stay (video-text is trained in vat).
     assert head.spaces_of("text") == ("va", "vat")
-    assert FACHead.spaces_of("text") == ("vat",) and fac_head().spaces_of("text") == ("vat",)
+    assert fac_head().spaces_of("text") == ("vat",)
     assert head.space_for("video", "text") == head.space_for("audio", "text") == "vat"
     assert head.space_for("video", "audio") == "va"
     assert type(head).space_for("video", "text") == "vat"

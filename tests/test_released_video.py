@@ -26,14 +26,9 @@ from test_deflation import layer_output, randomise_batch_norm
 
 from mmv_tf.deflation import carry_weights, static_videos
 from mmv_tf.models.presets import PRESETS, build_video_encoder, preset_config
-from mmv_tf.models.resnet_v2 import (
-    DeflatedShift,
-    TemporalShift,
-    TSMResNet,
-    TSMResNetImage,
-    _bottleneck,
-)
+from mmv_tf.models.resnet_v2 import _bottleneck
 from mmv_tf.models.s3dg import S3DG, S3DGImage, SpaceToDepth
+from mmv_tf.models.tsm import DeflatedShift, FramesToBatch, TemporalShift, TSMResNet, TSMResNetImage
 
 FIXTURE = Path(__file__).parent / "fixtures" / "deepmind" / "released_video_ref.npz"
 S3D = "text_audio_video/visual_module/~/S3D"
@@ -121,16 +116,16 @@ def test_released_shift_follows_the_readme_rule_literally():
                     want[b, t, 0, 0, c] = x[b, t - 1, 0, 0, c - (channels - n)] if t >= 1 else 0
                 else:
                     want[b, t, 0, 0, c] = x[b, t, 0, 0, c]
-    layer = TemporalShift(frames, 0.125, "released")
-    got = numpy(layer(x.reshape(clips * frames, 1, 1, channels))).reshape(x.shape)
+    layer = TemporalShift(0.125, "released")
+    got = numpy(layer(x.reshape(clips * frames, 1, 1, channels), x)).reshape(x.shape)
     np.testing.assert_array_equal(got, want)
     assert TemporalShift.from_config(layer.get_config()).layout == "released"
     # The mmv-tf layout moves other channels: [0,n) from t-1, [n,2n) from t+1.
-    other = numpy(TemporalShift(frames)(x.reshape(clips * frames, 1, 1, channels))).reshape(x.shape)
+    other = numpy(TemporalShift()(x.reshape(clips * frames, 1, 1, channels), x)).reshape(x.shape)
     assert not np.array_equal(other, want)
     np.testing.assert_array_equal(other[:, 1:, ..., :n], x[:, :-1, ..., :n])
     with pytest.raises(ValueError, match="shift layout must be one of"):
-        TemporalShift(frames, layout="deepmind")
+        TemporalShift(layout="deepmind")
 
 
 @pytest.mark.parametrize("layout", ["released", "mmv_tf"])
@@ -138,12 +133,12 @@ def test_tsm_unit_0_with_the_released_shift_reproduces_deepmind(reference, layou
     """DeepMind's tsm_resnet_unit_0 (3 pre-activation blocks, each shifting before conv_0) on its own
     max_pool output, rebuilt from mmv-tf blocks: only the released layout matches."""
     arrays, meta = reference
-    inputs = keras.Input((None, None, 64))
-    x = inputs
+    clip = keras.Input((None, None, None, 64))  # [B, T, H, W, C]: the shifts read T from it
+    x = FramesToBatch()(clip)
     for block in range(3):
         x = _bottleneck(x, 256, 1, sync_bn=False, name=f"stage1_block{block + 1}",
-                        shift=lambda name: TemporalShift(8, 0.125, layout, name=name))
-    unit = keras.Model(inputs, x)
+                        shift=lambda name: lambda h: TemporalShift(0.125, layout, name=name)(h, clip))
+    unit = keras.Model(clip, x)
     for block in range(3):
         source = f"{TSM}/tsm_resnet_unit_0/block_{block}"
         target = f"stage1_block{block + 1}"
@@ -155,7 +150,7 @@ def test_tsm_unit_0_with_the_released_shift_reproduces_deepmind(reference, layou
             convs["shortcut"] = "shortcut_conv"
         for keras_conv, conv in convs.items():
             unit.get_layer(f"{target}_{keras_conv}").set_weights([draw(meta, f"{source}/{conv}/w")])
-    got = numpy(unit(arrays["tsm/max_pool"], training=False))[:, :3, :3]
+    got = numpy(unit(arrays["tsm/max_pool"][None], training=False))[:, :3, :3]  # one clip of 8 frames
     want = arrays["tsm/tsm_resnet_unit_0"]
     error = np.abs(got - want).max() / np.abs(want).max()
     if layout == "released":

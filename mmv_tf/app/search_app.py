@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from mmv_tf.errors import InputError
+from mmv_tf.spaces import model_pair_space
 
 # Before gradio is imported: no usage statistics, no Hugging Face telemetry, no version check.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -71,6 +72,12 @@ class SearchService:
 
     def spaces(self) -> list[str]:
         return sorted({s for spaces in self.model.metadata["spaces"].values() for s in spaces})
+
+    def pairs(self) -> str:
+        """Where the model compares each pair, e.g. "audio-video in va, text-video in vat, ..."."""
+        pairs = [(a, b, model_pair_space(self.model.metadata, a, b))
+                 for a, b in (("audio", "video"), ("text", "video"), ("text", "audio"))]
+        return ", ".join(f"{a}-{b} in {space}" for a, b, space in pairs if space)
 
     def summary(self) -> dict:
         """What the model panel shows: the model's metadata and what the index holds."""
@@ -181,8 +188,7 @@ def build_app(service: SearchService):
                 target = gr.Radio(list(TARGETS), value="video", label="Find",
                                   info="video or audio: windows of the corpus; text: its captions")
                 space = gr.Radio([AUTO_SPACE, *service.spaces()], value=AUTO_SPACE, label="Space",
-                                 info="auto: the finest space the pair shares "
-                                      "(audio-video in va, anything with text in vat)")
+                                 info=f"auto: where the model compares the pair ({service.pairs()})")
                 k = gr.Slider(1, 50, value=10, step=1, label="Results")
                 with gr.Accordion("Model and index", open=False):
                     gr.JSON(json.loads(json.dumps(service.summary())), label="metadata")

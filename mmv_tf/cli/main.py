@@ -1,6 +1,8 @@
 """`mmv-tf`: train, export and search multimodal versatile networks.
 
-Heavy imports (TensorFlow, Keras) happen inside commands, so `--help` is fast.
+Each command parses its options, calls one library function and prints what it returns; input
+errors become one line (`command`). Heavy imports (TensorFlow, Keras) happen inside commands, so
+`--help` is fast.
 """
 
 import functools
@@ -26,9 +28,24 @@ app = typer.Typer(
 
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace --out even if mmv-tf did not write it "
                                                     "(its files are deleted).")
+MODEL = typer.Option(DEFAULT_MODEL, "--model", help="Exported model folder.")
 
-data_app = typer.Typer(help="Make, ingest and inspect video corpora.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
+
+def json_option(instead_of: str = "a table"):
+    """The `--json` flag: print JSON instead of `instead_of`."""
+    return typer.Option(False, "--json", help=f"Print JSON instead of {instead_of}.")
+
+
+def group(name: str, help: str) -> typer.Typer:
+    """A command group `mmv-tf NAME ...`."""
+    commands = typer.Typer(help=help, no_args_is_help=True)
+    app.add_typer(commands, name=name)
+    return commands
+
+
+def _note(line: str) -> None:
+    """A note of a library function (image conversions, skipped files, ...), on stderr."""
+    typer.echo(f"note: {line}", err=True)
 
 
 def _one_line_error(error: BaseException) -> str | None:
@@ -50,13 +67,13 @@ def _one_line_error(error: BaseException) -> str | None:
     return None
 
 
-def reports_input_errors(command):
+def reports_input_errors(function):
     """Show an error the user can act on (`_one_line_error`) as one line on stderr, and exit with 1."""
 
-    @functools.wraps(command)
+    @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            return function(*args, **kwargs)
         except Exception as error:
             message = _one_line_error(error)
             if message is None:
@@ -67,15 +84,23 @@ def reports_input_errors(command):
     return wrapper
 
 
+def command(commands: typer.Typer = app, name: str | None = None):
+    """Register a command of `commands` whose input errors are one line (`reports_input_errors`)."""
+    def register(function):
+        return commands.command(name)(reports_input_errors(function))
+    return register
+
+
+data_app = group("data", "Make, ingest and inspect video corpora.")
+
+
 @app.callback()
 def _root() -> None:
     """Multimodal Versatile networks: video, audio and text in shared embedding spaces."""
 
 
-@app.command()
-def presets(
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-) -> None:
+@command()
+def presets(as_json: bool = json_option()) -> None:
     """List the model presets: backbone, trainable parameters per tower and head, output sizes."""
     from mmv_tf.models.presets import PRESETS, describe_preset
 
@@ -103,8 +128,7 @@ def presets(
     Console().print(table)
 
 
-@data_app.command("demo")
-@reports_input_errors
+@command(data_app, "demo")
 def data_demo(
     out: Path = typer.Option(..., "--out", help="Folder to write videos/, subtitles and manifest.jsonl."),
     videos: int = typer.Option(1000, "--videos", min=1, help="Number of videos."),
@@ -118,8 +142,7 @@ def data_demo(
     typer.echo(f"wrote {videos} videos and {manifest}")
 
 
-@data_app.command("digits")
-@reports_input_errors
+@command(data_app, "digits")
 def data_digits(
     out: Path = typer.Option(..., "--out", help="Folder to write, one sub-folder per digit."),
     split: str = typer.Option("test", "--split", help="Whose digit images: train, val or test "
@@ -137,8 +160,7 @@ def data_digits(
     typer.echo(f"wrote {10 * per_class} digit images ({split} split) into {out}")
 
 
-@data_app.command("ingest")
-@reports_input_errors
+@command(data_app, "ingest")
 def data_ingest(
     src: Path = typer.Argument(..., help="Folder of videos (with same-name .srt/.vtt/.txt captions) "
                                "or a JSONL manifest; a folder holding manifest.jsonl is read through it."),
@@ -160,11 +182,26 @@ def data_ingest(
                f"{summary['skipped']} skipped (reasons and repairs in {out / REPORT_NAME})")
 
 
-@data_app.command("stats")
-@reports_input_errors
+@command(data_app, "pack")
+def data_pack(
+    shards: Path = typer.Argument(..., help="Shard folder from `mmv-tf data ingest`."),
+    out: Path = typer.Option(..., "--out", help="Pack folder to write (.npy arrays and pack.json)."),
+    config: Path = typer.Option(None, "--config", exists=True, dir_okay=False,
+                                help="The training config the pack is for (its model's tokenizer)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config field, as in `train`."),
+) -> None:
+    """Decode and tokenise shards into plain arrays for `train --device-resident` (JAX, no TensorFlow)."""
+    from mmv_tf.training.config import load_train_config
+    from mmv_tf.training.pack import pack_shards
+
+    packed = pack_shards(shards, load_train_config(config, overrides), out)
+    typer.echo(f"packed {packed['splits']} videos of {shards} into {out}")
+
+
+@command(data_app, "stats")
 def data_stats(
     shards: Path = typer.Argument(..., help="Folder of shards made by `mmv-tf data ingest`."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = json_option(),
 ) -> None:
     """Videos, hours, with / without audio and text per split, and a few decoded captions."""
     from mmv_tf.data.stats import shard_stats
@@ -189,12 +226,12 @@ def data_stats(
         console.print(f"  {sample['video']}: {sample['caption']}")
 
 
-@app.command()
-@reports_input_errors
+@command()
 def train(
     config: Path = typer.Option(None, "--config", exists=True, dir_okay=False,
                                 help="YAML training config (see configs/); defaults apply without one."),
-    data: Path = typer.Option(..., "--data", help="Shard folder from `mmv-tf data ingest`."),
+    data: Path = typer.Option(..., "--data", help="Shard folder from `mmv-tf data ingest` (with "
+                              "--device-resident: a pack from `mmv-tf data pack`)."),
     out: Path = typer.Option(..., "--out", help="Run folder: config, checkpoints, metrics, TensorBoard."),
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue the run in --out from its last checkpoint."),
@@ -203,24 +240,27 @@ def train(
     init: Path = typer.Option(None, "--init",
                               help="Start from this exported or imported model's network and weights "
                                    "(fine-tuning); its architecture replaces the config's preset."),
+    device_resident: bool = typer.Option(
+        False, "--device-resident", help="Hold the --data pack in accelerator memory and sample each "
+        "batch there (KERAS_BACKEND=jax; config field data.device_resident)."),
 ) -> None:
-    """Train an MMV model with NCE (video-audio) and MIL-NCE (video-text) on shards."""
+    """Train an MMV model with NCE (video-audio) and MIL-NCE (video-text) on shards or a pack."""
     from mmv_tf.training.config import load_train_config
     from mmv_tf.training.run import train as run_training
 
     if init is not None:
         overrides = [*overrides, f"init={json.dumps(str(init.resolve()))}"]
+    if device_resident:
+        overrides = [*overrides, "data.device_resident=true"]
     result = run_training(load_train_config(config, overrides), data, out, resume=resume)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float))
     typer.echo(f"trained to step {result['step']} in {out}: {shown}")
 
 
-import_app = typer.Typer(help="Import networks trained elsewhere as mmv-tf models.", no_args_is_help=True)
-app.add_typer(import_app, name="import")
+import_app = group("import", "Import networks trained elsewhere as mmv-tf models.")
 
 
-@import_app.command("deepmind")
-@reports_input_errors
+@command(import_app, "deepmind")
 def import_deepmind(
     checkpoint: Path = typer.Argument(..., help="A released MMV checkpoint (mmv_s3d.pkl, "
                                       "mmv_tsm_resnet_x1.pkl or mmv_tsm_resnet_x2.pkl; CC BY-NC 4.0)."),
@@ -244,15 +284,12 @@ def import_deepmind(
     typer.echo(f"imported {report['backbone']} from {checkpoint}: {report['params_used']} parameters and "
                f"{report['state_used']} BN statistics into {out}")
     for leaf in report["dropped"]:
-        typer.echo(f"note: dropped {leaf} (a head only the release's training used)", err=True)
+        _note(f"dropped {leaf} (a head only the release's training used)")
     if not report["text"]:
-        typer.echo(f"note: no text signature: {NO_VOCABULARY}", err=True)
+        _note(f"no text signature: {NO_VOCABULARY}")
 
 
-
-
-@app.command("export")
-@reports_input_errors
+@command(name="export")
 def export_command(
     run_dir: Path = typer.Argument(..., help="Training run folder (from `mmv-tf train`)."),
     out: Path = typer.Option(..., "--out", help="SavedModel folder to write, e.g. savedmodels/NAME."),
@@ -266,15 +303,14 @@ def export_command(
     typer.echo(f"exported {run_dir} to {path} ({size:.1f} MiB)")
 
 
-@app.command()
-@reports_input_errors
+@command()
 def embed(
     src: Path = typer.Argument(..., help="Media folder, manifest.jsonl, or shard folder."),
-    model: Path = typer.Option(DEFAULT_MODEL, "--model", help="Exported model folder."),
+    model: Path = MODEL,
     out: Path = typer.Option(..., "--out", help="Embeddings folder to write (Parquet tables)."),
     split: str = typer.Option(None, "--split", help="Only this split (train, val or test)."),
     stride: float = typer.Option(None, "--stride", min=0.1,
-                                 help="Seconds between window starts [default: half a window]."),
+                                 help="Seconds between window starts (default: half a window)."),
 ) -> None:
     """Embed every video (per window, with times, and averaged), its audio and its captions.
 
@@ -288,8 +324,7 @@ def embed(
                f"embedded into {out}; {len(info['skipped'])} skipped")
 
 
-@app.command("index")
-@reports_input_errors
+@command(name="index")
 def index_command(
     embeddings: Path = typer.Argument(..., help="Embeddings folder from `mmv-tf embed`."),
     out: Path = typer.Option(..., "--out", help="Index folder to write."),
@@ -306,28 +341,24 @@ def index_command(
     typer.echo(f"indexed into {out}: {shown}")
 
 
-@app.command("search")
-@reports_input_errors
+@command(name="search")
 def search_command(
     index: Path = typer.Option(..., "--index", help="Index folder from `mmv-tf index`."),
-    model: Path = typer.Option(DEFAULT_MODEL, "--model", help="Exported model folder."),
+    model: Path = MODEL,
     text: str = typer.Option(None, "--text", help="Query text."),
     audio: Path = typer.Option(None, "--audio", help="Query audio file (any format FFmpeg reads)."),
     video: Path = typer.Option(None, "--video", help="Query video file."),
     target: str = typer.Option("video", "--target", help="What to find: video, audio or text."),
     k: int = typer.Option(10, "--k", min=1, help="Number of results."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = json_option(),
 ) -> None:
     """Rank the index's clips against a text, audio or video query, in the pair's shared space."""
     from mmv_tf.index import SearchIndex
     from mmv_tf.saved_model import ExportedModel
-    from mmv_tf.search import embed_query, search
+    from mmv_tf.search import find
 
-    search_index = SearchIndex(index)
-    exported = ExportedModel(model)
-    search_index.check_model(exported)  # before the query is decoded and embedded
-    modality, query = embed_query(exported, text=text, audio=audio, video=video)
-    space, hits = search(exported, search_index, modality, query, target, k)
+    modality, space, hits = find(ExportedModel(model), SearchIndex(index), target, k,
+                                 text=text, audio=audio, video=video)
     if as_json:
         typer.echo(json.dumps({"query": {"modality": modality, "target": target, "space": space},
                                "results": [{"rank": h.rank, "score": round(h.score, 4), **h.item}
@@ -347,14 +378,13 @@ def search_command(
     Console().print(table)
 
 
-@app.command()
-@reports_input_errors
+@command()
 def evaluate(
     corpus: Path = typer.Option(..., "--corpus", help="Corpus folder with manifest.jsonl events "
                                                       "(from `mmv-tf data demo`)."),
-    model: Path = typer.Option(DEFAULT_MODEL, "--model", help="Exported model folder."),
+    model: Path = MODEL,
     split: str = typer.Option("test", "--split", help="Split whose narrated events are queried."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a summary."),
+    as_json: bool = json_option("a summary"),
 ) -> None:
     """Zero-shot text-to-video retrieval: R@1/5/10, median rank and label precision@10, with chance."""
     from mmv_tf.evaluate import text_to_video_retrieval
@@ -383,13 +413,12 @@ def _serve(model: Path, index: Path, host: str, port: int, image_model: Path | N
     serve(model, index, host, port, image_model_path=image_model)
 
 
-@app.command("app")
-@reports_input_errors
+@command(name="app")
 def app_command(
-    model: Path = typer.Option(DEFAULT_MODEL, "--model", help="Exported model folder."),
+    model: Path = MODEL,
     index: Path = typer.Option(DEFAULT_WORKSPACE / "index", "--index",
-                               help="Index folder from `mmv-tf index` [default: the one `mmv-tf demo` "
-                                    "makes]."),
+                               help="Index folder from `mmv-tf index` (default: the one `mmv-tf demo` "
+                                    "makes)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (this machine only by "
                                                          "default)."),
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="Port to listen on."),
@@ -401,12 +430,11 @@ def app_command(
     _serve(model, index, host, port, image_model)
 
 
-@app.command()
-@reports_input_errors
+@command()
 def demo(
     workspace: Path = typer.Option(DEFAULT_WORKSPACE, "--dir",
                                    help="Workspace for the corpus, embeddings and index."),
-    model: Path = typer.Option(DEFAULT_MODEL, "--model", help="Exported model folder."),
+    model: Path = MODEL,
     videos: int = typer.Option(1000, "--videos", min=20, help="Videos in the demo corpus, if made."),
     split: str = typer.Option("test", "--split",
                               help="Split to search: test (unseen in training), val, train or all."),
@@ -425,35 +453,13 @@ def demo(
         _serve(model, space.index, host, port)
 
 
-def _say_notes(notes: list[str]) -> None:
-    """Image conversions and skipped files, one line each on stderr."""
-    for note in notes:
-        typer.echo(f"note: {note}", err=True)
-
-
-def _deflation_images(source: Path, size: int, count: int):
-    """Images from an image folder, or frames sampled from the train videos of a media corpus."""
-    from mmv_tf.images import corpus_frames, image_files, read_image_folder
-
-    if not source.exists():
-        raise FileNotFoundError(f"{source} does not exist: pass --images (a folder of images or a "
-                                "video corpus), or run `mmv-tf demo --prepare-only` to make the demo corpus")
-    if source.is_dir() and image_files(source):
-        loaded = read_image_folder(source, size)
-        _say_notes(loaded.notes)
-        return loaded.images
-    typer.echo(f"sampling {count} frames from the train videos of {source}")
-    return corpus_frames(source, size, count)
-
-
-@app.command()
-@reports_input_errors
+@command()
 def deflate(
     model: Path = typer.Option(DEFAULT_MODEL, "--model", help="Exported video model folder."),
     out: Path = typer.Option(..., "--out", help="Image model folder to write."),
     images: Path = typer.Option(DEFAULT_WORKSPACE / "corpus", "--images",
                                 help="Unlabelled images: a folder of images, or a video corpus whose "
-                                     "train frames are sampled [default: the demo corpus]."),
+                                     "train frames are sampled (default: the demo corpus)."),
     mode: str = typer.Option("bn", "--mode", help="naive (3D kernels summed over time) or bn (then "
                                                    "BN gamma/beta tuned to match the video net)."),
     frames: int = typer.Option(2000, "--frames", min=10, help="Frames sampled from a video corpus."),
@@ -463,23 +469,11 @@ def deflate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
 ) -> None:
     """Turn a video model into an image model in the same spaces (signatures image and text)."""
-    from mmv_tf.deflation import DeflationError, DeflationSettings
-    from mmv_tf.deflation import deflate as deflate_network
-    from mmv_tf.export import export_image_network
-    from mmv_tf.files import check_output
-    from mmv_tf.saved_model import load_network, read_metadata
+    from mmv_tf.deflation import DeflationSettings, deflate_model
 
-    check_output(out, "model", (model,), overwrite)  # before the deflation's minutes of work
-    metadata = read_metadata(model)
-    if "video" not in metadata["signatures"]:
-        raise DeflationError(f"{model} has no video signature: it is not a video model")
-    settings = DeflationSettings(mode=mode, tsm_shift=tsm_shift, epochs=epochs)
-    network = load_network(model)
-    pictures = _deflation_images(images, metadata["video"]["image_size"], frames)
-    image_network, report = deflate_network(network, pictures, settings)
-    report.update(source_model=str(model), image_source=str(images))
-    export_image_network(image_network, out, source_metadata=metadata, deflation=report,
-                         overwrite=overwrite, inputs=(model,))
+    report = deflate_model(model, out, images, DeflationSettings(mode=mode, tsm_shift=tsm_shift,
+                                                                 epochs=epochs),
+                           frames, overwrite, note=_note)
     gap = f"L1 gap to the video net on {report['images']['held_out']} held-out images: " \
           f"naive {report['l1_naive']:.4f}"
     if "l1_tuned" in report:
@@ -487,13 +481,10 @@ def deflate(
     typer.echo(f"{gap}\nwrote {mode} deflation of {model} to {out}")
 
 
-classify_app = typer.Typer(help="Classify images with a model: linear probe and zero-shot.",
-                           no_args_is_help=True)
-app.add_typer(classify_app, name="classify")
+classify_app = group("classify", "Classify images with a model: linear probe and zero-shot.")
 
 
-@classify_app.command("fit")
-@reports_input_errors
+@command(classify_app, "fit")
 def classify_fit(
     images: Path = typer.Argument(..., help="Labelled images: one sub-folder of images per class."),
     model: Path = typer.Option(DEFAULT_MODEL, "--model",
@@ -505,55 +496,33 @@ def classify_fit(
     template: str = typer.Option("{}", "--template",
                                  help="Zero-shot text for a class name, e.g. 'a {}'."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and the classifier."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a summary."),
+    as_json: bool = json_option("a summary"),
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Fit a linear probe on the model's features and test it, with zero-shot by class names."""
-    from mmv_tf.classify import check_template, evaluate_classification, save_probe
-    from mmv_tf.files import check_output
-    from mmv_tf.images import read_labelled_folder
-    from mmv_tf.saved_model import ExportedModel
+    from mmv_tf.classify import fit_classifier
 
-    check_template(template)
-    if out is not None:
-        check_output(out, "probe", (model, images), overwrite)  # before the images are embedded
-    exported = ExportedModel(model)
-    loaded, labels, classes = read_labelled_folder(images, exported.image_size)
-    _say_notes(loaded.notes)
-    result = evaluate_classification(exported, loaded.images, labels, classes, held_out, seed, template)
-    if out is not None:
-        save_probe(result, model, out, inputs=(images,), overwrite=overwrite)
-    summary = {k: v for k, v in result.items() if k != "probe"}
+    summary = fit_classifier(images, model, out, held_out, seed, template, overwrite, note=_note)
     if as_json:
         typer.echo(json.dumps(summary, indent=1))
         return
-    typer.echo(f"{len(classes)} classes, {summary['images']['fit']} images fitted, "
+    typer.echo(f"{len(summary['classes'])} classes, {summary['images']['fit']} images fitted, "
                f"{summary['images']['held_out']} held out:\n"
                f"  linear probe accuracy {summary['linear_probe_accuracy']:.3f}\n"
                f"  zero-shot accuracy    {summary['zero_shot_accuracy']:.3f} "
                f"(in {summary['zero_shot_space']})\n  chance                {summary['chance']:.3f}")
 
 
-@classify_app.command("predict")
-@reports_input_errors
+@command(classify_app, "predict")
 def classify_predict(
     files: list[Path] = typer.Argument(..., help="Images to classify."),
     probe: Path = typer.Option(..., "--probe", help="Folder from `mmv-tf classify fit --out`."),
 ) -> None:
     """Predict the class of each image with a saved linear probe."""
-    from mmv_tf.classify import load_probe
-    from mmv_tf.images import ImageFolderError, load_images
-    from mmv_tf.saved_model import ExportedModel
+    from mmv_tf.classify import predict_files
 
-    classifier, info = load_probe(probe)
-    exported = ExportedModel(info["model"])
-    loaded = load_images(list(files), exported.image_size)
-    _say_notes(loaded.notes)
-    if not loaded.paths:
-        raise ImageFolderError("none of the files is a readable image")
-    predicted = classifier.predict(exported.embed_images(loaded.images)[info["feature"]])
-    for path, label in zip(loaded.paths, predicted):
-        typer.echo(f"{path}\t{info['classes'][label]}")
+    for path, label in predict_files(files, probe, note=_note):
+        typer.echo(f"{path}\t{label}")
 
 
 def main() -> None:

@@ -1,10 +1,7 @@
 """Projection heads from tower representations into the shared embedding spaces.
 
-| design   | spaces                                                     |
-|----------|------------------------------------------------------------|
-| shared   | vat: video, audio and text in one space                    |
-| disjoint | va: video-audio, vt: video-text (audio and text not comparable) |
-| fac      | va (fine) for video-audio; vat (coarse) for all three, video and audio reaching it through va |
+Which space each design embeds each modality in, and where it compares each pair, is
+`mmv_tf.spaces`' table; a head's `embed` gives exactly those outputs.
 
 FAC options for DeepMind's released form (deepmind/README.md): a bias on the va -> vat Dense
 (`vis_embd`), text also projected to va (`txt2audio_embd`), and in training audio's vat from its own
@@ -13,14 +10,12 @@ Linear head (`audio2txt_embd`) so that audio never updates the shared va -> vat 
 Embeddings are raw (not L2-normalised): the losses and search normalise.
 """
 
-import functools
-
 import keras
 from keras import layers
 
+from mmv_tf import spaces
 from mmv_tf.models.norm import batch_norm
-
-MODALITIES = ("video", "audio", "text")
+from mmv_tf.spaces import MODALITIES
 
 
 def projection(kind: str, dim: int, sync_bn: bool, name: str) -> keras.Sequential:
@@ -40,28 +35,14 @@ def projection(kind: str, dim: int, sync_bn: bool, name: str) -> keras.Sequentia
     return keras.Sequential(stack, name=name)
 
 
-class _class_or_instance_method:
-    """A method bound to the instance when called on one, else to the class (`cls.SPACES` vs
-    an instance's own `SPACES`)."""
-
-    def __init__(self, function):
-        self.function = function
-        functools.update_wrapper(self, function)
-
-    def __get__(self, instance, owner):
-        return functools.partial(self.function, owner if instance is None else instance)
-
-
 class Head(layers.Layer):
     """Maps `{modality: [N, C_m]}` representations to `{modality: {space: [N, D_space]}}`.
 
-    Subclasses set `SPACES` ({space: modalities embedded there}: the design's spaces, where it
-    compares and trains pairs) and implement `embed(modality, x, training)`. An instance whose
-    options add outputs (FAC's text `va`) sets its own `SPACES`: `spaces_of` on the instance reads
-    it, `space_for` always reads the design's.
+    Subclasses set `DESIGN` (a design of `mmv_tf.spaces`) and implement `embed(modality, x,
+    training)`, giving `modality` the spaces `spaces_of(modality)` names.
     """
 
-    SPACES: dict[str, tuple[str, ...]] = {}
+    DESIGN: str
 
     def __init__(self, va_dim: int = 512, vat_dim: int = 256, video_projection: str = "mlp",
                  audio_projection: str = "linear", text_projection: str = "linear",
@@ -78,18 +59,17 @@ class Head(layers.Layer):
 
     @classmethod
     def space_for(cls, modality_a: str, modality_b: str) -> str | None:
-        """The space where the design compares (and the losses train) two modalities (None if it
-        has none). Extra outputs such as FAC's optional text `va` do not change it."""
-        for space, members in cls.SPACES.items():
-            if modality_a in members and modality_b in members:
-                return space
-        return None
+        """The space where the design compares (and the losses train) two modalities, None if it
+        has none (`spaces.pair_space`: options such as FAC's text `va` do not change it)."""
+        return spaces.pair_space(cls.DESIGN, modality_a, modality_b)
 
-    @_class_or_instance_method
-    def spaces_of(self_or_cls, modality: str) -> tuple[str, ...]:
-        """The spaces `modality` is embedded in: the design's on the class, this head's outputs
-        (its options included) on an instance."""
-        return tuple(space for space, members in self_or_cls.SPACES.items() if modality in members)
+    def spaces_of(self, modality: str) -> tuple[str, ...]:
+        """The spaces this head embeds `modality` in, finest first."""
+        return spaces.spaces_of(self.DESIGN, modality)
+
+    def untrained_layers(self) -> list:
+        """Layers that no mmv-tf loss reaches; training keeps them as they are."""
+        return []
 
     def build(self, input_shape: dict):
         """Create the projections of each modality in `input_shape` ({modality: (N, C)})."""
@@ -115,7 +95,7 @@ class Head(layers.Layer):
 class SharedHead(Head):
     """One space `vat` for all three modalities."""
 
-    SPACES = {"vat": MODALITIES}
+    DESIGN = "shared"
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -129,7 +109,7 @@ class SharedHead(Head):
 class DisjointHead(Head):
     """Two spaces: `va` for video-audio and `vt` (of size vat_dim) for video-text."""
 
-    SPACES = {"va": ("video", "audio"), "vt": ("video", "text")}
+    DESIGN = "disjoint"
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -168,7 +148,7 @@ class FACHead(Head):
             at inference audio's vat is `va_to_vat(audio va)` either way.
     """
 
-    SPACES = {"va": ("video", "audio"), "vat": MODALITIES}
+    DESIGN = "fac"
 
     def __init__(self, va_to_vat_bias: bool = False, text_to_va: bool = False,
                  audio_vat_in_training: str = "shared", **kwargs):
@@ -191,8 +171,6 @@ class FACHead(Head):
         self.text_to_va = None
         if self.text_to_va_enabled:
             self.text_to_va = layers.Dense(self.va_dim, name="text_to_va")
-            # This head's outputs; not tracked by Keras (plain strings).
-            object.__setattr__(self, "SPACES", {"va": MODALITIES, "vat": MODALITIES})
         self.audio_to_vat_training = None
         if audio_vat_in_training == "own_head":
             self.audio_to_vat_training = layers.Dense(self.vat_dim, name="audio_to_vat_training")
@@ -202,6 +180,13 @@ class FACHead(Head):
         own = self.audio_to_vat_training
         if own is not None and not own.built and "audio" in input_shape:
             own.build(tuple(input_shape["audio"]))  # used in training only: build() never calls it
+
+    def spaces_of(self, modality: str) -> tuple[str, ...]:
+        return spaces.spaces_of(self.DESIGN, modality, self.text_to_va_enabled)
+
+    def untrained_layers(self) -> list:
+        """The released heads that no mmv-tf loss reaches (text's va, audio's vat in training)."""
+        return [layer for layer in (self.text_to_va, self.audio_to_vat_training) if layer is not None]
 
     def embed(self, modality, x, training=None):
         if modality == "text":
@@ -221,7 +206,7 @@ class FACHead(Head):
                 "audio_vat_in_training": self.audio_vat_in_training}
 
 
-HEADS = {"shared": SharedHead, "disjoint": DisjointHead, "fac": FACHead}
+HEADS = {head.DESIGN: head for head in (SharedHead, DisjointHead, FACHead)}
 
 
 def make_head(design: str, **kwargs) -> Head:

@@ -10,9 +10,9 @@ from mmv_tf import config as config_lib
 from mmv_tf.models.audio import AudioResNet
 from mmv_tf.models.heads import make_head
 from mmv_tf.models.mmv import MMV
-from mmv_tf.models.resnet_v2 import TSMResNet
 from mmv_tf.models.s3dg import S3DG
 from mmv_tf.models.text import TextEncoder
+from mmv_tf.models.tsm import TSMResNet
 from mmv_tf.text.word_vectors import PACKAGED_GLOVE, WordVectors, load_word_vectors
 
 

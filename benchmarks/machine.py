@@ -17,6 +17,9 @@ def describe_machine() -> dict:
         memory_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     import keras
 
+    load = None
+    with contextlib.suppress(OSError):
+        load = [round(x, 2) for x in os.getloadavg()]  # others' work on a shared machine shows here
     return {
         "cpu": cpu,
         "cores": len(os.sched_getaffinity(0)),
@@ -25,4 +28,5 @@ def describe_machine() -> dict:
         "python": platform.python_version(),
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
+        "load_average_1_5_15_min": load,
     }

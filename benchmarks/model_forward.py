@@ -1,7 +1,7 @@
 """Forward time and peak memory of a full MMV model on one batch of paper-sized clips.
 
 Usage: python benchmarks/model_forward.py [--preset s3dg] [--batch 2] [--frames 32] [--size 200]
-       [--repeats 3] [--json]
+       [--repeats 3] [--json] [--out benchmarks/results/model_forward.json]
 
 Video [B, frames, size, size, 3], audio of the same duration at the preset's sample rate,
 and one caption per clip, through the towers and the head (inference mode).
@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print one JSON line only")
+    parser.add_argument("--out", help="also write the result, as JSON, to this file")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -58,7 +59,7 @@ def main() -> None:
         times.append(time.perf_counter() - start)
     result = {
         "benchmark": "model_forward",
-        "command": " ".join([sys.executable.rsplit("/", 1)[-1]] + sys.argv),
+        "command": " ".join(["python"] + sys.argv),
         "preset": args.preset,
         "head": model.model_config["head"]["design"],
         "inputs": {"video": list(inputs["video"].shape), "audio": list(inputs["audio"].shape),
@@ -81,6 +82,9 @@ def main() -> None:
         print(f"  machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['platform']}, "
               f"Keras {m['keras']} on {m['backend']}")
     print(json.dumps(result))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as file:
+            file.write(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Reader throughput (clips/s) of the tf.data pipeline, and its scaling with parallelism.
 
-Usage: python benchmarks/reader_throughput.py SHARDS [--batches 20] [--json]
+Usage: python benchmarks/reader_throughput.py SHARDS [--batches 20] [--json] [--out FILE]
 
 Measures training-mode clips for the tiny preset's setting (16 frames, 64 px crops)
 and for the paper's (32 frames, 200 px crops), each with tf.data's threadpool
-limited to 1, 2 and all cores. SHARDS comes from `mmv-tf data ingest`.
+limited to 1, 2 and all cores. SHARDS comes from `mmv-tf data ingest`; its dataset.json (ingest
+settings and counts) is recorded with the result.
 """
 
 import argparse
@@ -12,6 +13,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 SETTINGS = {"tiny (16x64x64)": dict(num_frames=16, crop_size=64),
             "paper (32x200x200)": dict(num_frames=32, crop_size=200)}
@@ -39,6 +41,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--out", help="also write the result, as JSON, to this file")
     args = parser.parse_args()
 
     from machine import describe_machine
@@ -57,13 +60,18 @@ def main() -> None:
             rows.append({"setting": name, "threads": threads, "clips_per_s": round(rate, 1)})
             if not args.json:
                 print(f"{name:20s} threads={threads:<3d} {rate:8.1f} clips/s")
+    summary = Path(args.shards) / "dataset.json"
+    shards = json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else None
     result = {"benchmark": "reader_throughput", "command": " ".join(["python"] + sys.argv),
-              "batch_size": args.batch_size, "batches": args.batches, "results": rows,
+              "shards": shards, "batch_size": args.batch_size, "batches": args.batches, "results": rows,
               "machine": describe_machine()}
     if not args.json:
         m = result["machine"]
         print(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['platform']}")
     print(json.dumps(result))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as file:
+            file.write(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Training throughput of MMVTrainer: clips/s, step time and peak RSS, per backend and jit setting.
 
 Usage: python benchmarks/train_throughput.py [--preset s3dg_tiny] [--batch-sizes 4 8 16] [--steps 5]
-       [--backends tensorflow jax] [--json]
+       [--backends tensorflow jax] [--jit off on] [--onednn on] [--timeout S] [--json] [--out FILE]
 
-Each (backend, jit) pair runs in its own process (Keras picks its backend at import) on synthetic
-clips of the preset's shape, after one warm-up step that traces and compiles.
+Each (backend, jit, oneDNN) setting runs in its own process (Keras picks its backend at import) on
+synthetic clips of the preset's shape, after one warm-up step that traces and compiles. `--onednn
+off` sets TF_ENABLE_ONEDNN_OPTS=0 (TensorFlow's CPU kernels without oneDNN; TensorFlow only).
+A setting that runs past `--timeout` seconds is stopped and reported as such.
 """
 
 import argparse
@@ -45,34 +47,54 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 8, 16])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax"])
+    parser.add_argument("--jit", nargs="+", choices=["off", "on"], default=["off", "on"])
+    parser.add_argument("--onednn", nargs="+", choices=["on", "off"], default=["on"])
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per setting")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--out", help="also write the result, as JSON, to this file")
     args = parser.parse_args()
     from machine import describe_machine
 
     results = []
-    for backend in args.backends:
-        for jit in (False, True):
-            env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu",
-                   "TF_CPP_MIN_LOG_LEVEL": "2"}
+    settings = [(backend, jit == "on", onednn) for backend in args.backends for jit in args.jit
+                for onednn in (args.onednn if backend == "tensorflow" else ["on"])]
+    for backend, jit, onednn in settings:
+        env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu",
+               "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1" if onednn == "on" else "0"}
+        setting = {"backend": backend, "jit_compile": jit}
+        if backend == "tensorflow":
+            setting["onednn"] = onednn
+        try:
             run = subprocess.run([sys.executable, "-c", WORKER, os.path.dirname(os.path.abspath(__file__)),
                                   args.preset, str(int(jit)), str(args.steps),
-                                  *map(str, args.batch_sizes)], env=env, capture_output=True, text=True)
-            lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
-            if run.returncode or not lines:
-                results.append({"backend": backend, "jit_compile": jit, "error": run.stderr[-500:]})
-                continue
-            for row in json.loads(lines[-1][7:]):
-                results.append({"backend": backend, "jit_compile": jit, **row})
-                if not args.json:
-                    print(f"{backend:10s} jit={str(jit):5s} batch {row['batch_size']:3d}: "
-                          f"{row['step_s']:.3f} s/step, {row['clips_per_s']:.1f} clips/s, "
-                          f"peak RSS {row['peak_rss_gib']} GiB")
+                                  *map(str, args.batch_sizes)], env=env, capture_output=True, text=True,
+                                 timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            results.append({**setting, "error": f"did not finish within {args.timeout:.0f} s"})
+            if not args.json:
+                print(f"{backend:10s} jit={str(jit):5s}: did not finish within {args.timeout:.0f} s")
+            continue
+        lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+        if run.returncode or not lines:
+            results.append({**setting, "error": run.stderr[-500:]})
+            continue
+        for row in json.loads(lines[-1][7:]):
+            results.append({**setting, **row})
+            if not args.json:
+                print(f"{backend:10s} jit={str(jit):5s} oneDNN={setting.get('onednn', '-'):3s} "
+                      f"batch {row['batch_size']:3d}: {row['step_s']:.3f} s/step, "
+                      f"{row['clips_per_s']:.1f} clips/s, peak RSS {row['peak_rss_gib']} GiB", flush=True)
     machine = describe_machine()
     if not args.json:
         print(f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB")
-    print(json.dumps({"benchmark": "train_throughput", "command": " ".join(["python"] + sys.argv),
-                      "preset": args.preset, "steps": args.steps, "results": results,
-                      "machine": machine}))
+    result = {"benchmark": "train_throughput", "command": " ".join(["python"] + sys.argv),
+              "preset": args.preset, "steps": args.steps, "results": results, "machine": machine}
+    if os.environ.get("PYTHONPATH"):  # e.g. the library of another commit, unpacked with git archive
+        result["library"] = {"cwd": os.getcwd(), "pythonpath": os.environ["PYTHONPATH"]}
+    print(json.dumps(result))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as file:
+            file.write(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

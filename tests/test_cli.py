@@ -1,11 +1,69 @@
-"""The `mmv-tf` command line."""
+"""The `mmv-tf` command line: every command's help, and what `presets` and `evaluate` print."""
 
 import json
+import re
 
-from mmv_tf.cli.main import app
+import pytest
+import typer
 from typer.testing import CliRunner
 
+from mmv_tf.cli.main import app
+
 runner = CliRunner()
+WIDE = {"COLUMNS": "400"}  # one line per option in rich's help boxes, so texts are not wrapped
+
+
+def commands(group=None, path=()):
+    """(path, click command) of every leaf command, sub-commands of groups included."""
+    group = group or typer.main.get_command(app)
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            yield from commands(command, path + (name,))
+        else:
+            yield path + (name,), command
+
+
+def flat(text: str) -> str:
+    """Text without rich's box characters, whitespace collapsed."""
+    return " ".join(re.sub(r"[│╭╮╰╯─┃━┏┓┗┛┡┩╇┳┻]", " ", text).split())
+
+
+COMMANDS = dict(commands())
+
+
+def test_the_command_tree_holds_every_documented_command():
+    assert {" ".join(path) for path in COMMANDS} >= {
+        "presets", "train", "export", "embed", "index", "search", "evaluate", "app", "demo", "deflate",
+        "data demo", "data digits", "data ingest", "data stats", "import deepmind",
+        "classify fit", "classify predict"}
+    top = runner.invoke(app, ["--help"], env=WIDE)
+    assert top.exit_code == 0, top.output
+    for path, command in COMMANDS.items():  # each listed with the first line of its help
+        assert path[0] in top.output
+        assert command.help and command.help.strip(), f"{' '.join(path)} has no help text"
+
+
+@pytest.mark.parametrize("path", list(COMMANDS), ids=" ".join)
+def test_every_command_help_shows_its_text_and_every_option_with_its_help(path):
+    command = COMMANDS[path]
+    result = runner.invoke(app, [*path, "--help"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    shown = flat(result.output)
+    assert f"Usage: mmv-tf {' '.join(path)}" in shown
+    assert flat(command.help.split("\n\n")[0]) in shown  # the summary paragraph, word for word
+    for param in command.params:
+        name = param.opts[0] if param.param_type_name == "option" else param.name
+        assert name in shown, f"{' '.join(path)}: {name} missing from its help"
+        assert param.help and param.help.strip(), f"{' '.join(path)} {name} has no help text"
+        # Word for word: rich markup (e.g. "[default: ...]" inside the text) must not eat any of it.
+        assert flat(param.help) in shown, f"{' '.join(path)} {name}: help shown as {shown!r}"
+
+
+def test_unknown_commands_and_options_are_refused_with_a_message():
+    result = runner.invoke(app, ["serch"])
+    assert result.exit_code == 2 and "No such command 'serch'" in flat(result.output)
+    result = runner.invoke(app, ["presets", "--jsn"])
+    assert result.exit_code == 2 and "No such option: --jsn" in flat(result.output)
 
 
 def test_presets_json_lists_paper_and_tiny_presets_with_their_sizes():
@@ -23,10 +81,39 @@ def test_presets_json_lists_paper_and_tiny_presets_with_their_sizes():
         "trainable_parameters"]["video"] < rows["tsm_resnet50x2"]["trainable_parameters"]["video"]
     assert rows["s3dg_tiny"]["input"] == {"frames": 16, "image_size": 64, "fps": 10.0,
                                           "sample_rate": 16000, "max_words": 16}
+    # The table prints the same numbers: parameters in millions, sizes, clip and spaces.
+    table = runner.invoke(app, ["presets"], env=WIDE)
+    assert table.exit_code == 0, table.output
+    lines = {line.split()[0]: line for line in (flat(x) for x in table.output.splitlines()) if line}
+    for name, row in rows.items():
+        params = "/".join(f"{row['trainable_parameters'][m] / 1e6:.2f}" for m in ("video", "audio",
+                                                                                   "text", "head"))
+        dims = "/".join(str(row["output_dims"][m]["before_head"]) for m in ("video", "audio", "text"))
+        clip = f"{row['input']['frames']}x{row['input']['image_size']}px"
+        vat = row["output_dims"]["video"]["vat"]
+        assert all(part in lines[name] for part in (params, dims, clip, f"vat={vat}")), lines[name]
 
 
-def test_every_command_has_help():
-    result = runner.invoke(app, ["--help"])
-    assert result.exit_code == 0 and "presets" in result.output
-    assert "Print JSON" in runner.invoke(app, ["presets", "--help"]).output
-
+def test_evaluate_scores_every_narration_of_the_split_with_its_chance_level(demo):
+    """On the 20-video test corpus (seed 3, not the default model's seed 0) with the default model."""
+    result = runner.invoke(app, ["evaluate", "--corpus", str(demo), "--split", "train", "--json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.output[result.output.index("{"):])
+    manifest = [json.loads(line) for line in (demo / "manifest.jsonl").read_text().splitlines()]
+    narrated = [e for r in manifest if r["split"] == "train" for e in r["events"] if e.get("narration")]
+    count = len(narrated)  # one query and one clip per narrated event, counted here from the manifest
+    assert scores["queries"] == count > 25 and scores["space"] == "vat"
+    assert scores["chance"]["R@1"] == pytest.approx(1 / count)
+    assert scores["chance"]["R@10"] == pytest.approx(10 / count)
+    assert scores["chance"]["median_rank"] == pytest.approx((count + 1) / 2)
+    labels = [f"{e['digit']} {e['direction']}" for e in narrated]
+    same = sum(a == b for a in labels for b in labels) / count**2
+    assert scores["chance"]["label_precision@10"] == pytest.approx(same)
+    # The default model ranks far above chance (measured: R@1 0.61, R@5 0.94, median rank 1 on 33
+    # queries; chance 0.03, 0.15, 17).
+    assert scores["R@1"] <= scores["R@5"] <= scores["R@10"]
+    assert scores["R@1"] >= 0.4 and scores["R@5"] >= 0.75 and scores["median_rank"] <= 3
+    assert scores["label_precision@10"] >= 2 * scores["chance"]["label_precision@10"]
+    summary = runner.invoke(app, ["evaluate", "--corpus", str(demo), "--split", "train"])
+    assert summary.exit_code == 0, summary.output
+    assert f"R@10 {scores['R@10']:.3f} (chance {scores['chance']['R@10']:.3f})" in flat(summary.output)

@@ -8,10 +8,10 @@ import keras
 import numpy as np
 import pytest
 from conftest import SMALL_MODEL
-from mmv_tf.cli.main import app
 from PIL import Image
 from typer.testing import CliRunner
 
+from mmv_tf.cli.main import app
 from mmv_tf.data import synth
 from mmv_tf.deflation import (
     DeflationError,
@@ -25,8 +25,8 @@ from mmv_tf.deflation import (
 from mmv_tf.export import export_image_network
 from mmv_tf.images import ImageFolderError, read_image_folder, read_labelled_folder
 from mmv_tf.models.presets import from_preset
-from mmv_tf.models.resnet_v2 import DeflatedShift, TSMResNet
 from mmv_tf.models.s3dg import S3DG, MaxPool3D, SelfGating
+from mmv_tf.models.tsm import DeflatedShift, TSMResNet
 from mmv_tf.saved_model import load_network, read_metadata
 
 
@@ -190,8 +190,11 @@ def test_image_folders_convert_skip_and_refuse_with_messages(tmp_path):
         read_labelled_folder(labelled, 16)
 
 
-def test_cli_deflate_then_classify_with_probe_and_zero_shot(small_savedmodel, demo, tmp_path):
-    _, model = small_savedmodel
+def test_cli_deflate_then_classify_with_probe_and_zero_shot(demo, tmp_path):
+    """The default model, naively deflated, classifies still digits it never saw (test-split digit
+    images) well above chance, and the saved probe predicts as the fitted one was scored."""
+    from mmv_tf.classify import held_out_split
+
     runner = CliRunner()
 
     def run(*args):
@@ -199,22 +202,29 @@ def test_cli_deflate_then_classify_with_probe_and_zero_shot(small_savedmodel, de
         assert result.exit_code == 0, result.output
         return result.output
 
-    run("data", "digits", "--out", tmp_path / "digits", "--per-class", 4)
-    assert sorted(p.name for p in (tmp_path / "digits").iterdir() if p.is_dir()) == sorted(synth.DIGIT_WORDS)
-    output = run("deflate", "--model", model, "--out", tmp_path / "image", "--images", demo,
-                 "--frames", 40, "--mode", "naive")  # BN tuning itself: the test above
-    assert "L1 gap to the video net on 8 held-out images: naive" in output
-    deflation = read_metadata(tmp_path / "image")["deflation"]
+    digits, image = tmp_path / "digits", tmp_path / "image"
+    run("data", "digits", "--out", digits, "--per-class", 20)
+    assert sorted(p.name for p in digits.iterdir() if p.is_dir()) == sorted(synth.DIGIT_WORDS)
+    output = run("deflate", "--out", image, "--images", demo, "--frames", 40, "--mode", "naive")
+    gap = float(output.split("L1 gap to the video net on 8 held-out images: naive ")[1].split()[0])
+    assert 0.01 < gap < 0.3, output  # the clip ends' zero padding, which BN tuning narrows
+    deflation = read_metadata(image)["deflation"]
     assert deflation["mode"] == "naive" and deflation["images"] == {"tuning": 32, "held_out": 8}
-    output = run("classify", "fit", tmp_path / "digits", "--model", tmp_path / "image",
-                 "--out", tmp_path / "probe", "--json")
+    output = run("classify", "fit", digits, "--model", image, "--out", tmp_path / "probe", "--json")
     summary = json.loads(output[output.index("{"):])
-    assert summary["images"] == {"fit": 30, "held_out": 10} and summary["chance"] == 0.1
-    assert 0 <= summary["linear_probe_accuracy"] <= 1 and summary["zero_shot_space"] == "vat"
+    assert summary["images"] == {"fit": 150, "held_out": 50} and summary["chance"] == 0.1
+    assert summary["zero_shot_space"] == "vat"
+    # Measured (seeds 0, 2-core AMD EPYC): probe 0.48, zero-shot 0.24 on the 50 held-out images.
+    assert summary["linear_probe_accuracy"] >= 0.4, summary
+    assert summary["zero_shot_accuracy"] >= 0.18, summary
+    # The saved probe, through `classify predict`, scores the held-out images as `fit` reported.
+    loaded, labels, classes = read_labelled_folder(digits, 64)
+    _, held_out = held_out_split(labels, 0.25, seed=0)
     output = run("classify", "predict", "--probe", tmp_path / "probe",
-                 tmp_path / "digits" / "three" / "000.png", tmp_path / "digits" / "nine" / "001.png")
-    lines = [line.split("\t") for line in output.strip().splitlines() if "\t" in line]
-    assert len(lines) == 2 and all(label in synth.DIGIT_WORDS for _, label in lines)
-    refused = runner.invoke(app, ["deflate", "--model", str(tmp_path / "image"), "--out",
-                                  str(tmp_path / "again")])
+                 *[loaded.paths[i] for i in held_out])
+    predicted = dict(line.split("\t") for line in output.strip().splitlines() if "\t" in line)
+    assert len(predicted) == len(held_out) == 50
+    correct = [predicted[str(loaded.paths[i])] == classes[labels[i]] for i in held_out]
+    assert np.mean(correct) == pytest.approx(summary["linear_probe_accuracy"])
+    refused = runner.invoke(app, ["deflate", "--model", str(image), "--out", str(tmp_path / "again")])
     assert refused.exit_code == 1 and "not a video model" in refused.output

@@ -9,8 +9,8 @@ import tensorflow as tf
 from mmv_tf.models.audio import AudioResNet, LogMelSpectrogram, mel_filterbank
 from mmv_tf.models.mmv import MMV
 from mmv_tf.models.presets import PRESETS, describe_model, from_preset, trainable_parameters
-from mmv_tf.models.resnet_v2 import TemporalShift, TSMResNet
 from mmv_tf.models.s3dg import S3DG, MaxPool3D, SelfGating
+from mmv_tf.models.tsm import TemporalShift, TSMResNet
 
 PAPER = {"s3dg": 1024, "tsm_resnet50": 2048, "tsm_resnet50x2": 4096}
 TINY = [name for name in PRESETS if name.endswith("_tiny")]
@@ -90,14 +90,35 @@ def test_head_designs_define_their_spaces(design, spaces, small_word_vectors):
 
 
 def test_fac_reaches_vat_from_relu_of_va_through_one_shared_layer(small_word_vectors):
+    """vat = BN(ReLU(va) @ W) with one W and one BN for video and audio, computed here in numpy from
+    the head's weights: moving statistics at inference, the batch's statistics in training."""
     model = from_preset("s3dg_tiny", word_vectors=small_word_vectors)
-    outputs = model(clip_inputs(model, size=32), training=False)
-    for modality in ("video", "audio"):
-        va = outputs[modality]["va"]
-        again = model.head.va_to_vat(va, training=False)
-        np.testing.assert_allclose(outputs[modality]["vat"], again, rtol=1e-5, atol=1e-5)
+    inputs = clip_inputs(model, size=32)
+    model(inputs, training=False)  # builds the head
     dense = model.head.va_to_vat.get_layer("va_to_vat_dense")
-    assert not dense.use_bias
+    bn = model.head.va_to_vat.get_layer("va_to_vat_bn")
+    va_dim, vat_dim = PRESETS["s3dg_tiny"].config.head.va_dim, PRESETS["s3dg_tiny"].config.head.vat_dim
+    kernels = [w for w in model.head.weights if tuple(w.shape) == (va_dim, vat_dim)]
+    assert len(kernels) == 1 and not dense.use_bias  # one va -> vat layer, shared
+    rng = np.random.default_rng(6)  # BN away from identity, so its four vectors are checked too
+    gamma, beta = rng.uniform(0.5, 2.0, vat_dim), rng.normal(0, 0.3, vat_dim)
+    mean, variance = rng.normal(0, 0.3, vat_dim), rng.uniform(0.5, 2.0, vat_dim)
+    for weight, value in ((bn.gamma, gamma), (bn.beta, beta), (bn.moving_mean, mean),
+                          (bn.moving_variance, variance)):
+        weight.assign(value.astype("float32"))
+    kernel = keras.ops.convert_to_numpy(dense.kernel).astype("float64")
+    outputs = model(inputs, training=False)
+    for modality in ("video", "audio"):
+        va = np.asarray(outputs[modality]["va"], "float64")
+        assert (va < 0).any() and (va > 0).any()  # so the ReLU matters
+        hidden = np.maximum(va, 0) @ kernel
+        want = (hidden - mean) / np.sqrt(variance + 1e-5) * gamma + beta
+        np.testing.assert_allclose(outputs[modality]["vat"], want, rtol=1e-4, atol=1e-5, err_msg=modality)
+    outputs = model(inputs, training=True)
+    for modality in ("video", "audio"):  # each modality's batch normalised by its own statistics
+        hidden = np.maximum(np.asarray(outputs[modality]["va"], "float64"), 0) @ kernel
+        want = (hidden - hidden.mean(0)) / np.sqrt(hidden.var(0) + 1e-5) * gamma + beta
+        np.testing.assert_allclose(outputs[modality]["vat"], want, rtol=1e-3, atol=1e-4, err_msg=modality)
 
 
 def test_s3dg_gating_and_separable_convs_follow_the_spec():
@@ -130,7 +151,8 @@ def test_self_gating_scales_each_channel_by_a_sigmoid_of_its_mean():
 def test_temporal_shift_moves_one_eighth_each_way_with_zero_ends():
     frames, channels = 4, 16
     x = np.random.default_rng(2).normal(size=(2 * frames, 3, 3, channels)).astype("float32")
-    y = np.asarray(TemporalShift(frames)(x)).reshape(2, frames, 3, 3, channels)
+    clip = np.zeros((2, frames, 1), "float32")  # the tower's input: T from its shape
+    y = np.asarray(TemporalShift()(x, clip)).reshape(2, frames, 3, 3, channels)
     clips = x.reshape(2, frames, 3, 3, channels)
     n = channels // 8
     np.testing.assert_array_equal(y[:, 1:, ..., :n], clips[:, :-1, ..., :n])

@@ -6,10 +6,15 @@ Signatures (dynamic batch size B):
   text:  string `[B]` (tokenised inside) -> before_head and the text's spaces (vat for FAC)
 Outputs are raw embeddings, as TF-Hub's: L2-normalise before taking cosine similarities.
 
-Beside the SavedModel files, `mmv_tf.json` holds what a caller needs to feed it (frames, fps, image
-size, sample rate, spaces and their sizes) and where it came from; `keras_config.json` holds the
-Keras config that `load_network` rebuilds the network from (deflation needs the Keras layers).
-Loading needs TensorFlow and `import tensorflow_text` (the tokeniser's ops).
+A model folder, in keras-hub's layout, with the SavedModel derived from it:
+  config.json                       the network's Keras config (vocabularies left out)
+  model.weights.h5                  its weights, keyed by layer names (Keras `save_weights`)
+  assets/tokenizer/vocabulary.txt   the text table's words in row order (row i + 2), one per line
+  mmv_tf.json                       what a caller needs to feed it (frames, fps, image size, sample
+                                    rate, spaces and their sizes) and where it came from
+  saved_model.pb, variables/        the SavedModel with the signatures above
+`saved_model.load_network` rebuilds the Keras network from the first three (training, deflation);
+the SavedModel needs TensorFlow and `import tensorflow_text` (the tokeniser's ops) alone.
 """
 
 from __future__ import annotations
@@ -18,13 +23,15 @@ import datetime
 import json
 from pathlib import Path
 
+from mmv_tf import spaces
 from mmv_tf.errors import InputError
 from mmv_tf.files import written_folder
 
 METADATA_FILE = "mmv_tf.json"
-KERAS_CONFIG_FILE = "keras_config.json"
-NETWORK_VARIABLES = "network_variables"
-FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.weights.h5"
+VOCABULARY_FILE = "assets/tokenizer/vocabulary.txt"
+FORMAT_VERSION = 2
 
 
 class ExportError(InputError):
@@ -46,8 +53,7 @@ def describe_network(network) -> dict:
         "spaces": {m: space_embeddings(dims) for m, dims in outputs.items()},
         # Where the design compares (and trained) each pair: FAC's text also reaches `va` when the
         # model has the released text -> va head, but text pairs are compared in `vat`.
-        "pair_spaces": {f"{a}-{b}": network.head.space_for(a, b) for a in outputs for b in outputs
-                        if network.head.space_for(a, b)},
+        "pair_spaces": spaces.pair_spaces(network.head.DESIGN, tuple(outputs)),
         "before_head": {m: dims["before_head"] for m, dims in outputs.items()},
     }
 
@@ -93,7 +99,7 @@ def export_network(network, out: str | Path, *, name: str | None = None, trainin
     else:
         for part in ("spaces", "before_head"):
             described[part].pop("text")
-        described["pair_spaces"] = {p: s for p, s in described["pair_spaces"].items() if "text" not in p}
+        described["pair_spaces"] = spaces.pair_spaces(network.head.DESIGN, ("video", "audio"))
     metadata = {
         "format": "mmv_tf.savedmodel", "format_version": FORMAT_VERSION,
         "name": name or out.name,
@@ -123,7 +129,7 @@ def export_image_network(image_network, out: str | Path, *, source_metadata: dic
         [tf.TensorSpec([None], tf.string, name="text")])
     described = describe_network(network)
     metadata = {
-        **source_metadata, "name": out.name, "created": _now(),
+        **source_metadata, "format_version": FORMAT_VERSION, "name": out.name, "created": _now(),
         "signatures": {"image": "float32 [B,H,W,3] in [0,1]", "text": "string [B]"},
         "spaces": {"image": described["spaces"]["video"], "text": described["spaces"]["text"]},
         "before_head": {"image": described["before_head"]["video"],
@@ -152,39 +158,62 @@ def _now() -> str:
 
 
 def _write(archive, keras_object, metadata: dict, out: Path, inputs: tuple) -> Path:
-    """Write the archive, the metadata and the Keras config into folder `out`, whole or not at all
-    (`_archive_with_tokenizer` already refused an existing `out` without overwrite)."""
+    """Write the archive, the metadata, the config, the weights and the vocabulary into folder
+    `out`, whole or not at all (`_archive_with_tokenizer` already refused an existing `out` without
+    overwrite)."""
     import keras
 
-    # The underlying tf.Variables, in the object's order: the ones the endpoints capture, so each is
-    # saved once (tracking the Keras wrappers as well would store every weight twice).
-    archive.add_variable_collection(NETWORK_VARIABLES, [v.value for v in keras_object.variables])
+    config = keras.saving.serialize_keras_object(keras_object)
+    text_config = text_encoder_config(config)
+    vocabulary = text_config.pop("vocabulary")
+    if any("\n" in word or "\r" in word for word in vocabulary):
+        raise ExportError("a vocabulary word holds a line break; words must be one per line")
+    # The endpoints capture the network's tf.Variables; a collection of them makes the archive save
+    # each once (tracking the Keras wrappers as well would store every weight twice).
+    archive.add_variable_collection("variables", [v.value for v in keras_object.variables])
     with written_folder(out, "model", inputs=inputs, overwrite=True) as partial:
         archive.write_out(str(partial), verbose=False)
         (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
-        (partial / KERAS_CONFIG_FILE).write_text(
-            json.dumps(keras.saving.serialize_keras_object(keras_object)) + "\n", encoding="utf-8")
+        (partial / CONFIG_FILE).write_text(json.dumps(config) + "\n", encoding="utf-8")
+        keras_object.save_weights(str(partial / WEIGHTS_FILE))
+        (partial / VOCABULARY_FILE).parent.mkdir(parents=True, exist_ok=True)
+        (partial / VOCABULARY_FILE).write_text("".join(f"{word}\n" for word in vocabulary),
+                                              encoding="utf-8")
     return out
 
 
-def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
-    """Export the latest checkpoint of training run `run_dir` (see `mmv_tf.training.run`)."""
-    import tensorflow as tf
+def text_encoder_config(config: dict) -> dict:
+    """The `TextEncoder`'s config inside a serialised network (at any depth: an image model nests
+    its video model's config)."""
+    def found(node):
+        if isinstance(node, dict):
+            if "text_encoder" in node:
+                return node["text_encoder"]["config"]
+            return next(filter(None, map(found, node.values())), None)
+        return None
 
+    text = found(config)
+    if text is None:
+        raise ExportError("the network's config has no text encoder")
+    return text
+
+
+def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Export the latest checkpoint of training run `run_dir` (see `mmv_tf.training.run`; either
+    kind, `mmv_tf.training.checkpoints`)."""
     from mmv_tf import config as config_lib
+    from mmv_tf.training.checkpoints import has_checkpoint, restore_network
     from mmv_tf.training.config import load_train_config
-    from mmv_tf.training.run import build_training
+    from mmv_tf.training.run import build_network
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise ExportError(f"{run_dir} is not a training run: it has no config.yaml")
     config = load_train_config(run_dir / "config.yaml")
-    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
-    if latest is None:
+    if not has_checkpoint(run_dir / "checkpoints"):
         raise ExportError(f"{run_dir / 'checkpoints'} holds no checkpoint to export")
-    network, _, optimizer, checkpoint, _ = build_training(config, run_dir)
-    checkpoint.restore(latest).assert_existing_objects_matched()
-    training = {"run": str(run_dir), "preset": config.preset, "checkpoint": Path(latest).name,
-                "steps": int(optimizer.iterations.numpy()), "config": config_lib.to_dict(config)}
+    network = build_network(config)
+    training = {"run": str(run_dir), "preset": config.preset,
+                **restore_network(network, run_dir / "checkpoints"), "config": config_lib.to_dict(config)}
     return export_network(network, out, name=Path(out).name, training=training, overwrite=overwrite,
                           inputs=(run_dir,))

@@ -10,7 +10,15 @@ from pathlib import Path
 import numpy as np
 
 from mmv_tf.errors import InputError
-from mmv_tf.export import KERAS_CONFIG_FILE, METADATA_FILE, NETWORK_VARIABLES, ExportError
+from mmv_tf.export import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    METADATA_FILE,
+    VOCABULARY_FILE,
+    WEIGHTS_FILE,
+    ExportError,
+    text_encoder_config,
+)
 
 # The default model, trained on the demo corpus; package data, so every install has it.
 DEFAULT_MODEL = Path(__file__).resolve().parent / "savedmodels" / "mmv_s3dg_tiny_demo"
@@ -126,18 +134,11 @@ class ExportedModel:
 
     @functools.cached_property
     def _tokenizer(self):
-        """The model's `TextTokenizer`, rebuilt from the text encoder's config in `keras_config.json`."""
+        """The model's `TextTokenizer`, rebuilt from its config and vocabulary files."""
         from mmv_tf.text.tokenizer import TextTokenizer
 
-        def text_encoder(config):  # found at any depth: image models nest the video model's config
-            if isinstance(config, dict):
-                if "text_encoder" in config:
-                    return config["text_encoder"]["config"]
-                return next(filter(None, map(text_encoder, config.values())), None)
-            return None
-
-        config = text_encoder(json.loads((self.path / KERAS_CONFIG_FILE).read_text(encoding="utf-8")))
-        return TextTokenizer(config["vocabulary"], max_words=config["max_words"])
+        text = text_encoder_config(read_network_config(self.path))
+        return TextTokenizer(text["vocabulary"], max_words=text["max_words"])
 
     @property
     def has_text(self) -> bool:
@@ -164,26 +165,33 @@ class ExportedModel:
         return self._batched("text", np.asarray(texts, dtype=object))
 
 
+def read_network_config(path: str | Path) -> dict:
+    """The serialised Keras network of model folder `path` (`config.json`), its text encoder's
+    vocabulary read back from the tokenizer assets."""
+    path = Path(path)
+    metadata = read_metadata(path)
+    if metadata.get("format_version", 1) < FORMAT_VERSION or not (path / CONFIG_FILE).is_file():
+        raise ExportError(f"{path} was written by an older mmv-tf (no {CONFIG_FILE} and {WEIGHTS_FILE}); "
+                          "export it again from its run or checkpoint")
+    config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+    words = (path / VOCABULARY_FILE).read_text(encoding="utf-8").split("\n")[:-1]
+    text_encoder_config(config)["vocabulary"] = words
+    return config
+
+
 def load_network(path: str | Path):
-    """The Keras network of an exported model (`MMV`, or `ImageMMV` for a deflated one), weights
-    included (TensorFlow backend)."""
+    """The Keras network of model folder `path` (`MMV`, or `ImageMMV` for a deflated one): built
+    from `config.json` and the vocabulary, its weights loaded by layer name from `model.weights.h5`
+    (a missing, extra or misshapen layer is an error naming it)."""
     import keras
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401  (the saved graph holds the tokeniser's ops)
 
     import mmv_tf.deflation  # noqa: F401  (registers the layers for deserialisation)
     import mmv_tf.models.presets  # noqa: F401
 
-    path = Path(path)
-    read_metadata(path)
-    config = json.loads((path / KERAS_CONFIG_FILE).read_text(encoding="utf-8"))
-    network = keras.saving.deserialize_keras_object(config)
-    saved = getattr(tf.saved_model.load(str(path)), NETWORK_VARIABLES)
-    if len(saved) != len(network.variables):
-        raise ExportError(f"{path}: {len(saved)} saved variables for a network of {len(network.variables)}")
-    for variable, value in zip(network.variables, saved):
-        if tuple(variable.shape) != tuple(value.shape):
-            raise ExportError(f"{path}: saved {value.name} has shape {value.shape}, "
-                              f"the network's {variable.path} {variable.shape}")
-        variable.assign(value)
+    network = keras.saving.deserialize_keras_object(read_network_config(path))
+    try:
+        network.load_weights(str(Path(path) / WEIGHTS_FILE))
+    except (ValueError, OSError) as error:
+        raise ExportError(f"{Path(path) / WEIGHTS_FILE} does not fit the network of "
+                          f"{Path(path) / CONFIG_FILE}: {' '.join(str(error).split())[:400]}") from None
     return network

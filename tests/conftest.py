@@ -122,3 +122,21 @@ def killed_after_step_3(run, copy):
     (copy / "checkpoints" / "checkpoint").write_text(
         'model_checkpoint_path: "ckpt-3"\nall_model_checkpoint_paths: "ckpt-3"\n')
     return copy
+
+
+@pytest.fixture(scope="session")
+def imported_s3d(tmp_path_factory):
+    """(model folder, released checkpoint): the S3D-G fixture's seeded network written as a released
+    checkpoint and imported (`import_released`) with an 8-frame video signature, 40 mel bins and
+    the vocabulary w<row> for each table row. DeepMind's seeded weights: untrained."""
+    from test_import_cli import write_released
+
+    from mmv_tf.deepmind.importer import import_released
+    from mmv_tf.deepmind.mapping import TABLE_ROWS
+
+    folder = tmp_path_factory.mktemp("imported")
+    vocabulary = folder / "words.txt"
+    vocabulary.write_text("".join(f"w{row}\n" for row in range(TABLE_ROWS)))
+    checkpoint, _ = write_released("s3d", folder)
+    import_released(checkpoint, folder / "mmv_s3d", vocabulary=vocabulary, num_frames=8, num_mel_bins=40)
+    return folder / "mmv_s3d", checkpoint

@@ -7,12 +7,14 @@ import subprocess
 import sys
 
 import numpy as np
+import PIL.Image
+import pyarrow.parquet as pq
 import pytest
 from deepmind_pickles import write_malicious_pickle, write_released_pickle
-from mmv_tf.cli.main import app
 from test_deepmind_import import reference_checkpoint
 from typer.testing import CliRunner
 
+from mmv_tf.cli.main import app
 from mmv_tf.deepmind.mapping import TABLE_ROWS
 
 runner = CliRunner()
@@ -147,16 +149,16 @@ def test_an_imported_network_deflates_into_an_image_model(fixture, tmp_path):
     assert cosine > 0.9, cosine
 
 
-def test_an_imported_model_embeds_indexes_and_searches(released, demo, tmp_path):
-    """The imported S3D-G network through embed, index, search and the app's search service."""
+def test_an_imported_model_serves_every_command(imported_s3d, demo, tmp_path):
+    """The imported S3D-G model as `--model` of embed, index, search, the app's search service,
+    demo, evaluate and classify."""
     import shutil
+    import socket
+    import urllib.request
 
-    from mmv_tf.app.search_app import SearchService
+    from mmv_tf.app import search_app
 
-    path, _, vocabulary = released
-    model = tmp_path / "mmv_s3d"
-    assert runner.invoke(app, ["import", "deepmind", str(path), "--out", str(model), "--vocabulary",
-                               str(vocabulary), "--frames", "8", "--mel-bins", "40"]).exit_code == 0
+    model = imported_s3d[0]
     media = tmp_path / "media"
     media.mkdir()
     records = [json.loads(line) for line in (demo / "manifest.jsonl").read_text().splitlines()][:2]
@@ -172,6 +174,45 @@ def test_an_imported_model_embeds_indexes_and_searches(released, demo, tmp_path)
     assert result.exit_code == 0, result.output
     found = json.loads(result.output)
     assert found["query"]["space"] == "va" and len(found["results"]) == 3
-    service = SearchService(model, tmp_path / "index", tmp_path / "clips")
+    service = search_app.SearchService(model, tmp_path / "index", tmp_path / "clips")
     space, hits = service.query("text", "w17 w23 w5", "video", k=2)  # words of the table's rows
     assert space == "vat" and len(hits) == 2 and all(hit.clip for hit in hits)
+
+    # demo: a workspace whose corpus exists, embedded (test split) and indexed with the model, served.
+    workspace = tmp_path / "workspace"
+    shutil.copytree(demo, workspace / "corpus")
+    result = runner.invoke(app, ["demo", "--dir", str(workspace), "--model", str(model), "--prepare-only"])
+    assert result.exit_code == 0 and "reusing" in result.output, result.output
+    test_videos = sum(json.loads(line)["split"] == "test"
+                      for line in (demo / "manifest.jsonl").read_text().splitlines())
+    indexed = pq.read_table(workspace / "index" / "items.parquet").column("video_id").to_pylist()
+    assert len(set(indexed)) == test_videos
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    page, url = search_app.serve(model, workspace / "index", port=port, block=False)
+    try:
+        assert urllib.request.urlopen(url, timeout=30).status == 200
+    finally:
+        page.close()
+
+    result = runner.invoke(app, ["evaluate", "--corpus", str(demo), "--model", str(model), "--json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.output)
+    assert scores["queries"] > 0 and 0 <= scores["R@10"] <= 1
+    assert scores["chance"]["R@10"] == min(10 / scores["queries"], 1)
+
+    images = tmp_path / "images"
+    for label, colour in (("red", (1, 0, 0)), ("blue", (0, 0, 1))):
+        (images / label).mkdir(parents=True)
+        for i in range(4):
+            picture = np.clip(np.array(colour) * (0.6 + 0.1 * i) + np.zeros((48, 48, 3)), 0, 1)
+            PIL.Image.fromarray((picture * 255).astype(np.uint8)).save(images / label / f"{i}.png")
+    result = runner.invoke(app, ["classify", "fit", str(images), "--model", str(model),
+                                 "--out", str(tmp_path / "probe"), "--held-out", "0.5", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    # DeepMind's seeded weights are untrained: the figures are chance-level; the run is complete.
+    assert summary["classes"] == ["blue", "red"] and summary["images"] == {"fit": 4, "held_out": 4}
+    assert summary["chance"] == 0.5 and summary["zero_shot_space"] == "vat"
+    assert (tmp_path / "probe" / "probe.npz").is_file()

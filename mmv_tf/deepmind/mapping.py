@@ -33,8 +33,9 @@ import numpy as np
 
 from mmv_tf.config import deep_update
 from mmv_tf.deepmind.checkpoint import CheckpointError, ReleasedCheckpoint
-from mmv_tf.models.resnet_v2 import STAGE_BLOCKS, TemporalShift, TSMResNet
+from mmv_tf.models.resnet_v2 import STAGE_BLOCKS
 from mmv_tf.models.s3dg import INCEPTION_CHANNELS, S3DG
+from mmv_tf.models.tsm import TemporalShift, TSMResNet
 
 ROOT = "text_audio_video"
 S3D = f"{ROOT}/visual_module/~/S3D"

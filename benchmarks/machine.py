@@ -30,3 +30,13 @@ def describe_machine() -> dict:
         "backend": keras.backend.backend(),
         "load_average_1_5_15_min": load,
     }
+
+
+def report(result: dict, out: str | None) -> None:
+    """Print `result` as one JSON line and, with `out`, write it to that result file."""
+    import json
+
+    print(json.dumps(result))
+    if out:
+        with open(out, "w", encoding="utf-8") as file:
+            file.write(json.dumps(result, indent=1) + "\n")

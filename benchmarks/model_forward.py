@@ -8,7 +8,6 @@ and one caption per clip, through the towers and the head (inference mode).
 """
 
 import argparse
-import json
 import resource
 import sys
 import time
@@ -32,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import tensorflow as tf
-    from machine import describe_machine
+    from machine import describe_machine, report
 
     from mmv_tf.models.presets import from_preset
 
@@ -81,10 +80,7 @@ def main() -> None:
         m = result["machine"]
         print(f"  machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['platform']}, "
               f"Keras {m['keras']} on {m['backend']}")
-    print(json.dumps(result))
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as file:
-            file.write(json.dumps(result, indent=1) + "\n")
+    report(result, args.out)
 
 
 if __name__ == "__main__":

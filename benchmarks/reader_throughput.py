@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--out", help="also write the result, as JSON, to this file")
     args = parser.parse_args()
 
-    from machine import describe_machine
+    from machine import describe_machine, report
 
     from mmv_tf.data.reader import ReaderConfig
     from mmv_tf.text.tokenizer import TextTokenizer
@@ -68,10 +68,7 @@ def main() -> None:
     if not args.json:
         m = result["machine"]
         print(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['platform']}")
-    print(json.dumps(result))
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as file:
-            file.write(json.dumps(result, indent=1) + "\n")
+    report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--out", help="also write the result, as JSON, to this file")
     args = parser.parse_args()
-    from machine import describe_machine
+    from machine import describe_machine, report
 
     results = []
     settings = [(backend, jit == "on", onednn) for backend in args.backends for jit in args.jit
@@ -91,10 +91,7 @@ def main() -> None:
               "preset": args.preset, "steps": args.steps, "results": results, "machine": machine}
     if os.environ.get("PYTHONPATH"):  # e.g. the library of another commit, unpacked with git archive
         result["library"] = {"cwd": os.getcwd(), "pythonpath": os.environ["PYTHONPATH"]}
-    print(json.dumps(result))
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as file:
-            file.write(json.dumps(result, indent=1) + "\n")
+    report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,9 @@ def app_files(tmp_path, monkeypatch, source_video):
         def spaces(self):
             return ["va", "vat"]
 
+        def pairs(self):
+            return "audio-video in va, text-video in vat"
+
         def summary(self):
             return {"model": {}, "index": {}}
 

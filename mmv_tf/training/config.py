@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 from typing import Any, Literal
 
 from mmv_tf import config as config_lib
@@ -28,6 +26,9 @@ class DataConfig:
     num_candidates: int = bounded(4, least=1)  # MIL-NCE narrations per clip
     shuffle_buffer: int = bounded(64, least=1)
     validation_split: str = "val"
+    # Under KERAS_BACKEND=jax: --data is a pack (`mmv-tf data pack`) held in device memory, and each
+    # jitted step samples and augments its clips there (`mmv_tf.training.device`).
+    device_resident: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,14 +96,12 @@ class TrainConfig:
 
 
 def init_model_config(path: str) -> ModelConfig:
-    """The `ModelConfig` that model folder `path` records (`keras_config.json`). Fields a model of
-    an older mmv-tf lacks take today's defaults: read it for clip, image and audio settings, and
-    build the network itself with `saved_model.load_network`."""
-    from mmv_tf.export import KERAS_CONFIG_FILE
-    from mmv_tf.saved_model import read_metadata
+    """The `ModelConfig` that model folder `path` records (`config.json`). Fields a model of an
+    older mmv-tf lacks take today's defaults: read it for clip, image and audio settings, and build
+    the network itself with `saved_model.load_network`."""
+    from mmv_tf.saved_model import read_network_config
 
-    read_metadata(path)  # a clear error for a folder that is not an exported model
-    saved = json.loads((Path(path) / KERAS_CONFIG_FILE).read_text(encoding="utf-8"))
+    saved = read_network_config(path)
     if saved.get("class_name") != "MMV":
         raise config_lib.ConfigError(f"init: {path} holds a {saved.get('class_name')}, not a video "
                                      "model (MMV) that training can start from")

@@ -7,6 +7,8 @@ scores its clips against the embeddings all-gathered from every replica, and
 its loss is its share of the global loss, so the summed gradients equal those
 of the whole batch on one device. Metrics: each loss term, the total, and
 in-batch retrieval accuracy video->audio and video->text (top-1 among the batch).
+With `device_clips` (JAX, `mmv_tf.training.device`) a step's data is a request, which the jitted
+step turns into clips first.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from mmv_tf import spaces
 from mmv_tf.losses import l2_normalize, mmv_loss
 from mmv_tf.models.mmv import MMV
 from mmv_tf.training.config import LossConfig, OptimizerConfig
@@ -51,15 +54,19 @@ def _replica_context():
 
 
 class MMVTrainer(keras.Model):
-    """Trains `network` (an `MMV`) on reader batches (see `mmv_tf.data.reader`)."""
+    """Trains `network` (an `MMV`) on reader batches (see `mmv_tf.data.reader`), or on requests
+    that `device_clips` (a `DeviceClips`) turns into them."""
 
-    def __init__(self, network: MMV, loss: LossConfig | None = None, **kwargs):
+    def __init__(self, network: MMV, loss: LossConfig | None = None, device_clips=None, **kwargs):
         super().__init__(**kwargs)
         self.network = network
+        self.device_clips = device_clips
         self.loss_config = loss or LossConfig()
-        head = type(network.head)
-        self.video_audio_space = head.space_for("video", "audio")
-        self.video_text_space = head.space_for("video", "text")
+        self.design = network.head.DESIGN
+        for layer in network.head.untrained_layers():
+            layer.trainable = False  # no gradient reaches them: the optimizer skips them
+        self.video_audio_space = spaces.pair_space(self.design, "video", "audio")
+        self.video_text_space = spaces.pair_space(self.design, "video", "text")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
 
     @property
@@ -84,8 +91,7 @@ class MMVTrainer(keras.Model):
         """
         config = self.loss_config
         terms = mmv_loss(
-            outputs, video_audio_space=self.video_audio_space,
-            video_text_space=self.video_text_space, weight_va=config.weight_va,
+            outputs, design=self.design, weight_va=config.weight_va,
             weight_vt=config.weight_vt, audio_mask=batch["audio_mask"], text_mask=batch["text_mask"],
             temperature=config.temperature, gather=gather,
         )
@@ -153,10 +159,18 @@ class MMVTrainer(keras.Model):
             logs[metric.name] = metric.stateless_result(own)
         return updated, logs
 
+    def _device_batch(self, non_trainable, data):
+        """`data`, or the clips of a device-resident request, read from the step's variable values."""
+        if self.device_clips is None:
+            return data
+        with keras.StatelessScope(state_mapping=list(zip(self.non_trainable_variables, non_trainable))):
+            return self.device_clips.sample(data)
+
     def _jax_train_step(self, state, data):
         import jax
 
         trainable, non_trainable, optimizer_variables, metrics_variables = state
+        data = self._device_batch(non_trainable, data)
 
         def loss_fn(trainable, non_trainable):
             outputs, non_trainable = self.stateless_call(trainable, non_trainable,
@@ -173,6 +187,7 @@ class MMVTrainer(keras.Model):
 
     def _jax_test_step(self, state, data):
         trainable, non_trainable, metrics_variables = state
+        data = self._device_batch(non_trainable, data)
         outputs, non_trainable = self.stateless_call(trainable, non_trainable, self.model_inputs(data),
                                                      training=False)
         metrics_variables, logs = self._stateless_metrics(metrics_variables,

@@ -20,7 +20,10 @@ def _step(model) -> int:
 
 
 class NaNGuard(keras.callbacks.Callback):
-    """Stops training at the first step whose loss is NaN or infinite, naming the step."""
+    """Stops training at the first step whose loss is NaN or infinite, naming the step.
+
+    Not keras.callbacks.TerminateOnNaN: that one ends `fit` quietly, so the run would exit 0 and
+    export the last checkpoint as if training had finished."""
 
     def on_train_batch_end(self, batch, logs=None):
         loss = float((logs or {}).get("loss", 0.0))

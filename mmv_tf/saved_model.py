@@ -189,9 +189,14 @@ def load_network(path: str | Path):
     import mmv_tf.models.presets  # noqa: F401
 
     network = keras.saving.deserialize_keras_object(read_network_config(path))
-    try:
-        network.load_weights(str(Path(path) / WEIGHTS_FILE))
-    except (ValueError, OSError) as error:
-        raise ExportError(f"{Path(path) / WEIGHTS_FILE} does not fit the network of "
-                          f"{Path(path) / CONFIG_FILE}: {' '.join(str(error).split())[:400]}") from None
+    load_weights(network, Path(path) / WEIGHTS_FILE, f"the network of {Path(path) / CONFIG_FILE}")
     return network
+
+
+def load_weights(network, weights_file: Path, fits: str, error: type[Exception] = ExportError) -> None:
+    """`network.load_weights(weights_file)` (Keras, by layer name, any backend); a missing, extra or
+    misshapen layer raises `error` naming the file and `fits`, what it should have fitted."""
+    try:
+        network.load_weights(str(weights_file))
+    except (ValueError, OSError) as reason:
+        raise error(f"{weights_file} does not fit {fits}: {' '.join(str(reason).split())[:400]}") from None

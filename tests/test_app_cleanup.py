@@ -12,9 +12,9 @@ import gradio
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
+
 from mmv_tf.app import search_app
 from mmv_tf.app.clips import cut_clip
-
 from mmv_tf.data.media import write_mp4
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from mmv_tf.errors import InputError
 from mmv_tf.files import atomic_path, remove_path
+from mmv_tf.saved_model import load_weights
 
 NETWORK_WEIGHTS = "network.weights.h5"
 OPTIMIZER_STATE = "optimizer.npz"
@@ -33,11 +34,7 @@ def _name(variable) -> str:
 
 
 def _load_network(network, folder: Path) -> None:
-    try:
-        network.load_weights(str(folder / NETWORK_WEIGHTS))
-    except (ValueError, OSError) as error:
-        raise CheckpointError(f"{folder / NETWORK_WEIGHTS} does not fit the run's network: "
-                              f"{' '.join(str(error).split())[:400]}") from None
+    load_weights(network, folder / NETWORK_WEIGHTS, "the run's network", CheckpointError)
 
 
 class KerasCheckpoint:
@@ -110,7 +107,7 @@ def has_checkpoint(directory: str | Path) -> bool:
 def restore_network(network, directory: str | Path) -> dict:
     """Load the weights of the latest checkpoint in `directory` (either kind; the TensorFlow kind
     needs TensorFlow) into `network`, leaving the optimizer's; returns {"checkpoint": its name,
-    "steps": its step} (ckpt-STEP, as `StepCheckpoint` numbers them), or {} when there is none."""
+    "steps": its step} (ckpt-STEP, as `StepCheckpoint` numbers them). Check `has_checkpoint` first."""
     found = keras_checkpoints(directory)
     if found:
         latest = found[-1]
@@ -119,8 +116,6 @@ def restore_network(network, directory: str | Path) -> dict:
         import tensorflow as tf
 
         latest = tf.train.latest_checkpoint(str(directory))
-        if latest is None:
-            return {}
         # The network alone: the checkpoint's optimizer slots are left unread.
         tf.train.Checkpoint(network=network).restore(latest).expect_partial().assert_existing_objects_matched()
     name = Path(latest).name

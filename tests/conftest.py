@@ -41,6 +41,20 @@ def two_replicas():
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
+@pytest.fixture(scope="session")
+def jax_env(tmp_path_factory) -> dict:
+    """The environment of a subprocess under KERAS_BACKEND=jax on the CPU: XLA compiles with its
+    cheap CPU passes (about half the compile time of these tests' programs, results within their
+    tolerances) into one compilation cache, so a later program of the same shapes (a resumed run,
+    another test's) loads instead of compiling."""
+    import os
+
+    return {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+            "XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
+            "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax_cache")),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     import keras

@@ -3,7 +3,6 @@ JAX backend in a subprocess where TensorFlow cannot be imported, and the run it 
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -62,7 +61,7 @@ clips = DeviceClips(load_pack(pack), clip_settings(config, config.model_config()
 batch = clips.sample({"video_index": np.arange(len(seeds), dtype="int32"), "seed": np.array(seeds, "uint32")})
 network = build_network(config)
 restore_network(network, work / "whole" / "checkpoints")
-outputs = network({"video": batch["video"], "audio": batch["audio"]}, training=False)
+outputs = network.predict_on_batch({"video": batch["video"], "audio": batch["audio"]})
 np.savez(work / "jax.npz", video=batch["video"], audio=batch["audio"], text_mask=batch["text_mask"],
          token_ids=batch["text"]["token_ids"], padding_mask=batch["text"]["padding_mask"],
          audio_mask=batch["audio_mask"], embed_video=outputs["video"]["va"],
@@ -85,13 +84,12 @@ def pack(demo_shards, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def jax_runs(pack, tmp_path_factory):
+def jax_runs(pack, tmp_path_factory, jax_env):
     """The work folder of JAX_RUN: a 6-step run, the same run killed after step 3 and resumed, a
     mismatched pack's refusal, clips of pack videos 0-2 with SEEDS and the trained network's outputs."""
     work = tmp_path_factory.mktemp("jax")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     done = subprocess.run([sys.executable, "-c", JAX_RUN, str(pack), str(work), json.dumps(SETS),
-                           json.dumps(SEEDS.tolist())], env=env, capture_output=True, text=True,
+                           json.dumps(SEEDS.tolist())], env=jax_env, capture_output=True, text=True,
                           cwd=Path(__file__).parents[1], timeout=1500)
     assert done.returncode == 0, done.stderr[-4000:]
     return work, json.loads((work / "results.json").read_text())

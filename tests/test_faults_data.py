@@ -8,16 +8,16 @@ import media_files
 import numpy as np
 import pytest
 from conftest import run_config
-from mmv_tf.cli.main import app
 from typer.testing import CliRunner
 
 import mmv_tf.data.ingest as ingest_module
+from mmv_tf.cli.main import app
 from mmv_tf.data.ingest import IngestError, ingest
 from mmv_tf.data.reader import read_clips
 from mmv_tf.data.shards import DatasetError, shard_files
 from mmv_tf.data.sources import DecodeSettings
 from mmv_tf.data.stats import shard_stats
-from mmv_tf.embed import read_media
+from mmv_tf.embed import list_media
 from mmv_tf.files import OWNER_FILE
 from mmv_tf.text.tokenizer import TextTokenizer
 from mmv_tf.training.run import train
@@ -31,7 +31,7 @@ def refusals(folder: Path, tmp_path: Path) -> dict[str, str]:
     readers = {
         "reader": lambda: read_clips(folder, TextTokenizer(["a"]), training=True, batch_size=2),
         "stats": lambda: shard_stats(folder),
-        "embed": lambda: read_media(folder, 10.0, 16000, 32),
+        "embed": lambda: list_media(folder),
         "train": lambda: train(run_config(), folder, tmp_path / "run", verbose=0),
     }
     for name, read in readers.items():

@@ -1,6 +1,5 @@
 """mmv_tf.data.preprocessing: window arithmetic, augmentation, captions, and one clip through every path."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -195,7 +194,7 @@ def test_a_window_is_the_same_through_the_reader_embed_and_search(corpus, tokeni
     embedded = []
     for source in (shards, folder):
         model = RecordingModel()
-        clip = next(embed.read_media(source, FPS, RATE, SIZE)[1])
+        _, clip = next(embed.read_media_file(embed.list_media(source)[0], embed.model_decoding(model)))
         rows = embed.embed_media(model, clip, stride_frames=4)
         assert [w["start"] for w in rows["windows"]] == pytest.approx(np.arange(9) * 0.4)
         captions = [w["caption"] for w in rows["windows"]]
@@ -218,7 +217,7 @@ def test_a_window_is_the_same_through_the_reader_embed_and_search(corpus, tokeni
             assert read["text_mask"][index, 0]
 
 
-def test_jax_training_clips_equal_the_readers_for_the_same_seeds(corpus, tokenizer, tmp_path):
+def test_jax_training_clips_equal_the_readers_for_the_same_seeds(corpus, tokenizer, tmp_path, jax_env):
     pytest.importorskip("jax")
     _, shards = corpus
     video = parse_video(next(iter(tf.data.TFRecordDataset(shard_files(shards)))))
@@ -238,9 +237,8 @@ def test_jax_training_clips_equal_the_readers_for_the_same_seeds(corpus, tokeniz
              caption_times=np.concatenate([captions, [[40.0, 41.0]] * 2]).astype(np.float32),
              caption_count=len(captions), num_frames=FRAMES, stride=2, fps=float(FPS),
              num_samples=config.audio_samples, sample_rate=RATE, size=24, candidates=3)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     script = Path(__file__).with_name("jax_preprocessing.py")
-    run = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True,
+    run = subprocess.run([sys.executable, str(script), str(tmp_path)], env=jax_env, capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     got = np.load(tmp_path / "outputs.npz")

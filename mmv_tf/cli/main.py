@@ -311,17 +311,27 @@ def embed(
     split: str = typer.Option(None, "--split", help="Only this split (train, val or test)."),
     stride: float = typer.Option(None, "--stride", min=0.1,
                                  help="Seconds between window starts (default: half a window)."),
+    runner: str = typer.Option("local", "--runner",
+                               help="local (this process) or beam (an Apache Beam pipeline; needs "
+                                    "the beam extra of mmv-tf)."),
+    beam_options: str = typer.Option(None, "--beam-options",
+                                     help="Beam pipeline options for --runner beam, e.g. "
+                                          "'--runner=FlinkRunner --flink_master=HOST:8081' (default: "
+                                          "the DirectRunner)."),
 ) -> None:
     """Embed every video (per window, with times, and averaged), its audio and its captions.
 
-    Resumable: run it again after an interruption to finish."""
-    from mmv_tf.embed import EmbedSettings, embed_corpus
+    Resumable: run it again after an interruption to finish (with either runner)."""
+    from mmv_tf.embed import INFO_FILE, EmbedSettings, embed_corpus, runner_flags
     from mmv_tf.saved_model import ExportedModel
 
-    info = embed_corpus(src, ExportedModel(model), out, EmbedSettings(window_stride=stride, split=split))
-    counts = info["counts"]
+    flags = runner_flags(runner, beam_options)
+    info = embed_corpus(src, ExportedModel(model), out, EmbedSettings(window_stride=stride, split=split),
+                        beam_options=flags)
+    counts, skipped = info["counts"], len(info["skipped"])
     typer.echo(f"{counts['videos']} videos, {counts['windows']} windows, {counts['captions']} captions "
-               f"embedded into {out}; {len(info['skipped'])} skipped")
+               f"embedded into {out}; {skipped} skipped"
+               + (f" (named in {out / INFO_FILE})" if skipped else ""))
 
 
 @command(name="index")

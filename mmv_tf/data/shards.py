@@ -137,3 +137,18 @@ def check_dataset(folder, split: str | None = None) -> list[str]:
                            f"{folder / REPORT_NAME}); fix the sources and rerun `mmv-tf data ingest` "
                            "into a new --out folder")
     return files
+
+
+def count_records(file: str | Path) -> int:
+    """The number of videos (TFRecords) in shard `file`, from their length headers alone (a record is
+    8 bytes of length, 4 of checksum, the data and 4 more of checksum); a file that ends inside a
+    record is a `DatasetError` naming it."""
+    size, offset, count = Path(file).stat().st_size, 0, 0
+    with open(file, "rb") as stream:
+        while offset + 12 <= size:
+            stream.seek(offset)
+            offset += 12 + int.from_bytes(stream.read(8), "little") + 4
+            count += 1
+    if offset != size:
+        raise DatasetError(f"{file} ends inside a record (truncated or not a shard); ingest its source again")
+    return count

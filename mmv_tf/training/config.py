@@ -61,8 +61,13 @@ class ScheduleConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DistributionConfig:
-    strategy: Literal["none", "mirrored", "multi_worker"] = "none"
+    # TensorFlow: `mirrored` (the GPUs of one machine), `multi_worker` (the machines of TF_CONFIG,
+    # `mmv_tf.training.multi_worker`); JAX, device-resident: `data_parallel` (every local device).
+    strategy: Literal["none", "mirrored", "multi_worker", "data_parallel"] = "none"
     sync_bn: bool = False
+    # multi_worker: how long a worker waits in a collective for the others before it stops with an
+    # error (a worker that dies is noticed sooner, by TensorFlow's heartbeats, in about 10 seconds).
+    timeout_seconds: float = bounded(600.0, above=0.0)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,8 @@ reader's clips sampled from it inside the jitted train step (Keras's JAX backend
 
 With `data.device_resident`, `mmv-tf train` feeds `MMVTrainer` small requests instead of clips:
   training    {"video_index": int32 [B], "seed": uint32 [B, 2]}  step s's drawn from (seed, s) alone
-  validation  {"video_index": int32 [B]}                         the validation videos in order
+  validation  {"video_index": int32 [B], "present": bool [B]}   the validation videos in order; the
+              last batch is filled up with clips that `present` masks out of the loss and accuracies
 and the trainer turns each into a reader batch with `DeviceClips.sample`, which calls
 `mmv_tf.data.preprocessing` as `mmv_tf.data.reader` does: a video and a seed give the reader's clip.
 """
@@ -88,11 +89,15 @@ class DeviceClips(keras.layers.Layer):
                                                                self.clip["crop_size"]))
 
     def sample(self, request: dict) -> dict:
-        """A request (above) -> a reader batch: training clips where it has seeds, else validation."""
+        """A request (above) -> a reader batch: training clips where it has seeds, else validation
+        clips, those not `present` masked as clips without audio or text (they add nothing)."""
         if "seed" in request:
             return ops.vectorized_map(lambda r: self.training_clip(*r),
                                       (request["video_index"], request["seed"]))
-        return ops.vectorized_map(self.validation_clip, request["video_index"])
+        clips = ops.vectorized_map(self.validation_clip, request["video_index"])
+        present = request["present"]
+        return {**clips, "audio_mask": ops.logical_and(clips["audio_mask"], present),
+                "text_mask": ops.logical_and(clips["text_mask"], present[:, None])}
 
 
 class TrainingRequests(keras.utils.PyDataset):
@@ -114,7 +119,9 @@ class TrainingRequests(keras.utils.PyDataset):
 
 
 class ValidationRequests(keras.utils.PyDataset):
-    """Pack rows `videos` in batches of `batch_size` (the last may be shorter), once per round."""
+    """Pack rows `videos` in batches of `batch_size`, once per round. The last batch is filled up
+    with repeats that are not `present`, so every batch has one shape: one compiled step, and
+    batches that split evenly over data_parallel's devices."""
 
     def __init__(self, videos: np.ndarray, batch_size: int):
         super().__init__()
@@ -124,4 +131,6 @@ class ValidationRequests(keras.utils.PyDataset):
         return math.ceil(len(self.videos) / self.batch_size)
 
     def __getitem__(self, index: int) -> dict:
-        return {"video_index": self.videos[index * self.batch_size:(index + 1) * self.batch_size]}
+        rows = self.videos[index * self.batch_size:(index + 1) * self.batch_size]
+        return {"video_index": np.resize(rows, self.batch_size),
+                "present": np.arange(self.batch_size) < len(rows)}

@@ -9,11 +9,17 @@ per validation round), metrics.csv and, under TensorFlow, tensorboard/. `resume=
 latest checkpoint and continues from its step; the data order after a resume is reseeded from that
 step, and the metrics rows past it (written before a kill, ahead of their checkpoint) are dropped,
 so every step is listed once.
+
+Distribution (`distribution.strategy`): `mirrored` (TensorFlow, one machine's GPUs), `multi_worker`
+(TensorFlow, several machines: `mmv_tf.training.multi_worker`, whose chief alone writes RUN_DIR) and
+`data_parallel` (JAX, device-resident: Keras's `DataParallel` over every local device).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -59,13 +65,17 @@ def _check_out(out: Path, config: TrainConfig, resume: bool) -> None:
         raise RunError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
 
 
-def _strategy(name: str):
+def _strategy(distribution):
+    """The `tf.distribute` strategy of a `DistributionConfig` (multi_worker: one per process, which
+    joins the cluster)."""
     import tensorflow as tf
 
-    if name == "mirrored":
+    if distribution.strategy == "mirrored":
         return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+    if distribution.strategy == "multi_worker":
+        from mmv_tf.training.multi_worker import multi_worker_strategy
+
+        return multi_worker_strategy(distribution.timeout_seconds)
     return tf.distribute.get_strategy()
 
 
@@ -85,8 +95,6 @@ def build_training(config: TrainConfig, out: str | Path, device_clips=None):
 
     Returns (network, trainer, optimizer, checkpoint, manager).
     """
-    import contextlib
-
     import keras
 
     from mmv_tf.training.checkpoints import KerasCheckpoint, KerasCheckpointManager
@@ -94,7 +102,7 @@ def build_training(config: TrainConfig, out: str | Path, device_clips=None):
 
     schedule = config.train
     jax = keras.backend.backend() == "jax"
-    with contextlib.nullcontext() if jax else _strategy(config.distribution.strategy).scope():
+    with contextlib.nullcontext() if jax else _strategy(config.distribution).scope():
         network = build_network(config)
         trainer = MMVTrainer(network, config.loss, device_clips)
         optimizer = keras.optimizers.Adam(learning_rate_schedule(config.optimizer, schedule.steps),
@@ -135,20 +143,31 @@ def clip_settings(config: TrainConfig, model_config, fps: float) -> dict:
 
 
 def _check_backend(config: TrainConfig) -> None:
+    """Refuse a config that this process's Keras backend or devices cannot train."""
     import keras
 
     backend = keras.backend.backend()
+    strategy = config.distribution.strategy
     if not config.data.device_resident:
         if backend != "tensorflow":
             raise RunError(f"training from shards reads them with tf.data under Keras's TensorFlow "
                            f"backend, not {backend}; under JAX, pack them (`mmv-tf data pack`) and "
                            "train with data.device_resident (--device-resident)")
+        if strategy == "data_parallel":
+            raise RunError("distribution.strategy data_parallel is Keras's JAX distribution, for "
+                           "device-resident training (KERAS_BACKEND=jax, --device-resident); under "
+                           "TensorFlow use mirrored or multi_worker")
         return
     if backend != "jax":
         raise RunError(f"data.device_resident trains under Keras's JAX backend, not {backend}: set "
                        "KERAS_BACKEND=jax (under TensorFlow, train from shards without it)")
-    if config.distribution.strategy != "none":
-        raise RunError("device-resident training runs on one device: set distribution.strategy none")
+    if strategy not in ("none", "data_parallel"):
+        raise RunError(f"device-resident training runs on one device or, with distribution.strategy "
+                       f"data_parallel, on every local device; {strategy} is TensorFlow's")
+    devices = len(keras.distribution.list_devices()) if strategy == "data_parallel" else 1
+    if config.train.batch_size % devices:
+        raise RunError(f"train.batch_size {config.train.batch_size} does not split over the {devices} "
+                       f"devices of distribution.strategy data_parallel: use a multiple of {devices}")
     if len(config.data.sources) > 1 or config.data.sources[0].path:
         raise RunError("device-resident training reads one pack, the --data folder: data.sources "
                        f"lists {[s.path or '--data' for s in config.data.sources]}")
@@ -174,13 +193,28 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
     for folder, found in settings.items():
         check_sample_rate(folder, found, config, model_config)
     fps = settings[sources[0][0]].get("fps", model_config.video.fps)
-    with claimed_folder(out, "run", inputs=[folder for folder, _ in sources]):
+    strategy = config.distribution.strategy
+    # multi_worker: joining the cluster waits for every worker; the chief alone writes `out`.
+    chief = strategy != "multi_worker" or _strategy(config.distribution).extended.should_checkpoint
+    with contextlib.ExitStack() as context:
+        if chief:
+            context.enter_context(claimed_folder(out, "run", inputs=[folder for folder, _ in sources]))
+        if strategy == "multi_worker":
+            from mmv_tf.training.multi_worker import stops_with_the_cluster
+
+            context.enter_context(stops_with_the_cluster(out / "checkpoints"))
+        if strategy == "data_parallel":
+            import keras
+
+            context.enter_context(keras.distribution.DataParallel().scope())
         return _train_into(out, config, clip_settings(config, model_config, fps), sources, resume,
-                           verbose)
+                           verbose, chief)
 
 
 def _shard_data(config: TrainConfig, clip: dict, sources: list, network):
     """(steps s .. s + n - 1 -> their clips, the validation clips or None): the tf.data reader."""
+    import tensorflow as tf
+
     from mmv_tf.data.reader import ReaderConfig, read_clips
     from mmv_tf.data.shards import shard_files
 
@@ -195,6 +229,9 @@ def _shard_data(config: TrainConfig, clip: dict, sources: list, network):
         if config.train.validation_steps is not None:
             validation = validation.take(config.train.validation_steps)
         validation = validation.cache()
+        # Its length known (one pass fills the cache): Keras's `evaluate` on a dataset of unknown
+        # length makes one more call at its end, which still counts a batch in each mean.
+        validation = validation.apply(tf.data.experimental.assert_cardinality(sum(1 for _ in validation)))
 
     def training(step: int, count: int):
         return read_clips([f for f, _ in sources], tokenizer, reader, training=True,
@@ -226,8 +263,17 @@ def _device_data(config: TrainConfig, pack: Path, splits, network):
                                                  count)), validation
 
 
-def _train_into(out: Path, config: TrainConfig, clip: dict, sources: list, resume: bool, verbose) -> dict:
-    """`train`'s work once its inputs are checked and `out` is claimed."""
+def _fit(trainer, data, *, epoch: int, steps: int, validation, callbacks: list, verbose) -> dict:
+    """Keras's `fit` for validation round `epoch` (`steps` steps); returns the round's logs."""
+    history = trainer.fit(data, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps,
+                          validation_data=validation, callbacks=callbacks, verbose=verbose, shuffle=False)
+    return {k: v[-1] for k, v in history.history.items()}
+
+
+def _train_into(out: Path, config: TrainConfig, clip: dict, sources: list, resume: bool, verbose,
+                chief: bool = True) -> dict:
+    """`train`'s work once its inputs are checked and `out` is claimed; a multi_worker worker that is
+    not the `chief` writes nothing into `out`."""
     import keras
 
     from mmv_tf.training.callbacks import MetricsLog, NaNGuard, StepCheckpoint
@@ -250,30 +296,39 @@ def _train_into(out: Path, config: TrainConfig, clip: dict, sources: list, resum
         training, validation = _shard_data(config, clip, sources, network)
     else:
         training, validation = _device_data(config, sources[0][0], splits, network)
-    if not resume:
+    if chief and not resume:
         (out / CONFIG_NAME).write_text(yaml.safe_dump(config_lib.to_dict(config), sort_keys=False))
-    metrics_log = MetricsLog(out / "metrics.jsonl", out / "metrics.csv")
     resumed_from = 0
     if resume:
         restore_latest(checkpoint, manager)
         resumed_from = int(optimizer.iterations.numpy())
-        metrics_log.keep_until(resumed_from)  # rows written after that checkpoint, before a kill
 
-    callbacks = [NaNGuard(), metrics_log]
-    if device_clips is None:  # TensorBoard's writer is TensorFlow's
-        callbacks.append(keras.callbacks.TensorBoard(str(out / "tensorboard"), update_freq=50,
-                                                     write_graph=False))
-    # Last: a round's row comes before its checkpoint.
-    callbacks.append(StepCheckpoint(manager, schedule.checkpoint_every))
+    callbacks = [NaNGuard()]
+    if chief:
+        metrics_log = MetricsLog(out / "metrics.jsonl", out / "metrics.csv")
+        if resume:
+            metrics_log.keep_until(resumed_from)  # rows written after that checkpoint, before a kill
+        callbacks.append(metrics_log)
+        if device_clips is None:  # TensorBoard's writer is TensorFlow's
+            callbacks.append(keras.callbacks.TensorBoard(str(out / "tensorboard"), update_freq=50,
+                                                         write_graph=False))
+    fit = functools.partial(_fit, trainer)
+    saving = contextlib.nullcontext(manager)
+    if config.distribution.strategy == "multi_worker":
+        from mmv_tf.training.multi_worker import MultiWorkerFit, scratch_checkpoints
+
+        fit = MultiWorkerFit(trainer)
+        if not chief:
+            saving = scratch_checkpoints(checkpoint)
     step = int(optimizer.iterations.numpy())
     logs: dict = {}
-    while step < schedule.steps:
-        segment = min(schedule.validate_every - step % schedule.validate_every, schedule.steps - step)
-        epoch = step // schedule.validate_every
-        history = trainer.fit(training(step, segment), epochs=epoch + 1, initial_epoch=epoch,
-                              steps_per_epoch=segment, validation_data=validation, callbacks=callbacks,
-                              verbose=verbose, shuffle=False)
-        logs = {k: v[-1] for k, v in history.history.items()}
-        step = int(optimizer.iterations.numpy())
+    with saving as saver:
+        # Last: a round's row comes before its checkpoint.
+        callbacks.append(StepCheckpoint(saver, schedule.checkpoint_every))
+        while step < schedule.steps:
+            segment = min(schedule.validate_every - step % schedule.validate_every, schedule.steps - step)
+            logs = fit(training(step, segment), epoch=step // schedule.validate_every, steps=segment,
+                       validation=validation, callbacks=callbacks, verbose=verbose)
+            step = int(optimizer.iterations.numpy())
     return {"step": step, "resumed_from_step": resumed_from, "run_dir": str(out),
             **{k: float(v) for k, v in logs.items()}}

@@ -223,7 +223,8 @@ def embed_media(model, clip: DecodedClip, stride_frames: int) -> dict[str, list[
 # ---------------------------------------------------------------- parts and tables
 
 def _table(rows: list[dict], dims: dict[str, int]):
-    """A Parquet-ready Arrow table; embedding columns as fixed-size float32 lists (null if absent)."""
+    """A Parquet-ready Arrow table; embedding columns as float32 lists (null if absent; of variable
+    size, as pyarrow before 26, which Apache Beam pins, cannot read nulls of a fixed-size list)."""
     import pyarrow as pa
 
     columns = {}
@@ -232,7 +233,7 @@ def _table(rows: list[dict], dims: dict[str, int]):
         values = [row.get(name) for row in rows]
         if name in dims:
             columns[name] = pa.array([None if v is None else np.asarray(v, np.float32) for v in values],
-                                     type=pa.list_(pa.float32(), dims[name]))
+                                     type=pa.list_(pa.float32()))
         else:
             columns[name] = pa.array(values)
     return pa.table(columns)

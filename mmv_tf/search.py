@@ -70,9 +70,8 @@ def embed_query(model, text: str | None = None, audio: str | Path | None = None,
 def search(model, index, modality: str, query: dict[str, np.ndarray], target: str = "video",
            k: int = 10, space: str | None = None) -> tuple[str, list]:
     """(space, hits) of the `k` windows whose `target` modality best matches the query, in `space`
-    (default: where the model compares the two modalities, `space_between`)."""
-    if k < 1:
-        raise InputError(f"k must be at least 1; got {k}")
+    (default: where the model compares the two modalities, `space_between`); `k` from 1 to the
+    vectors the gallery holds (`SearchIndex.search`)."""
     if target not in model.metadata["spaces"]:
         raise InputError(f"--target must be one of {', '.join(model.metadata['spaces'])}; got {target!r}")
     index.check_model(model)

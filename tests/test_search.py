@@ -123,12 +123,12 @@ def test_a_resumed_run_does_not_decode_the_videos_of_finished_parts(model, demo,
     assert info["counts"]["videos"] == 3 and len(info["skipped"]) == 1 and "clip1b" in info["skipped"][0]
 
 
-def test_exact_search_ranks_by_cosine_and_hnsw_agrees(embedded, model, tmp_path):
+def test_exact_search_ranks_by_cosine_and_ivf_agrees(embedded, model, tmp_path):
     emb, _ = embedded
     build_index(emb, tmp_path / "exact", "exact")
-    build_index(emb, tmp_path / "hnsw", "approximate")
-    exact, approximate = SearchIndex(tmp_path / "exact"), SearchIndex(tmp_path / "hnsw")
-    assert (tmp_path / "hnsw" / "vat.video.faiss").is_file()
+    build_index(emb, tmp_path / "ivf", "approximate")
+    exact, approximate = SearchIndex(tmp_path / "exact"), SearchIndex(tmp_path / "ivf")
+    assert (tmp_path / "ivf" / "vat.video.faiss").is_file()
     modality, query = embed_query(model, text="a three moves up")
     space, hits = search(model, exact, modality, query, "video", k=5)
     assert space == "vat" and [h.rank for h in hits] == [1, 2, 3, 4, 5]
@@ -137,7 +137,12 @@ def test_exact_search_ranks_by_cosine_and_hnsw_agrees(embedded, model, tmp_path)
     cosine = vectors @ query["vat"] / np.linalg.norm(vectors, axis=1) / np.linalg.norm(query["vat"])
     np.testing.assert_allclose([h.score for h in hits], np.sort(cosine)[::-1][:5], rtol=1e-4)
     _, approx_hits = search(model, approximate, modality, query, "video", k=5)
-    assert [h.item["video_id"] for h in approx_hits][:3] == [h.item["video_id"] for h in hits][:3]
+    # IVF-Flat scores by exact cosines but may miss one of the true top 5 (recall@10 >= ~0.95).
+    def windows_of(found):
+        return {(h.item["video_id"], h.item["window"]) for h in found}
+
+    assert len(windows_of(approx_hits) & windows_of(hits)) >= 4
+    assert all(a.score <= e.score + 1e-5 for a, e in zip(approx_hits, hits))
     assert space_between(model.metadata, "audio", "video") == "va"
     assert space_between(model.metadata, "text", "audio") == "vat"
 
@@ -160,12 +165,16 @@ def test_search_cli_and_bad_input(embedded, small_savedmodel, demo, tmp_path, mo
                                  "--json"])
     assert result.exit_code == 0 and json.loads(result.output)["query"]["space"] == "va"
     for args, message in [
+        (["--text", "three", "--k", "100000"], "asks for more than the"),
         (["--text", " "], "empty"),
         (["--text", "x", "--audio", video], "exactly one query"),
         (["--video", str(tmp_path / "none.mp4")], "missing or empty file"),
     ]:
         result = runner.invoke(app, ["search", "--model", model_dir, "--index", str(index), *args])
         assert result.exit_code == 1 and message in result.output, result.output
+    result = runner.invoke(app, ["search", "--model", model_dir, "--index", str(index), "--text", "three",
+                                 "--k", "0"])
+    assert result.exit_code == 2 and "Invalid value for '--k'" in result.output
     result = runner.invoke(app, ["search", "--model", str(tmp_path / "nomodel"), "--index", str(index),
                                  "--text", "three"])
     assert result.exit_code == 1 and "does not exist" in result.output
@@ -180,7 +189,7 @@ def test_search_cli_and_bad_input(embedded, small_savedmodel, demo, tmp_path, mo
     result = runner.invoke(app, ["search", "--model", model_dir, "--index", str(other), "--text", "three"])
     assert result.exit_code == 1 and "index again with this model" in result.output
     # An interrupted index leaves nothing that search would load.
-    monkeypatch.setattr(index_lib.np, "save", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(index_lib, "l2_normalized", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         build_index(emb, tmp_path / "interrupted")
     assert not (tmp_path / "interrupted").exists()
@@ -233,7 +242,8 @@ def test_windows_without_audio_are_never_audio_hits(embedded, tmp_path):
         assert info["galleries"]["va.audio"]["missing"] == sum(v == silent for v in
                                                                windows.column("video_id").to_pylist())
         query = np.asarray(windows.column("video_va")[0].as_py())  # the silent video's own window
-        hits = SearchIndex(tmp_path / kind).search("va", "audio", query, k=len(windows))
+        held = len(windows) - info["galleries"]["va.audio"]["missing"]
+        hits = SearchIndex(tmp_path / kind).search("va", "audio", query, k=held)
         assert hits and all(h.item["video_id"] != silent for h in hits)
 
 

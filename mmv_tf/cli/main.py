@@ -339,8 +339,10 @@ def index_command(
     embeddings: Path = typer.Argument(..., help="Embeddings folder from `mmv-tf embed`."),
     out: Path = typer.Option(..., "--out", help="Index folder to write."),
     kind: str = typer.Option("auto", "--kind",
-                             help="exact, approximate (faiss HNSW) or auto (approximate from "
-                                  "2M rows, see benchmarks/search.py)."),
+                             help="exact, approximate (faiss IVF-Flat), on-disk (IVF-Flat whose "
+                                  "lists stay on disk, for galleries bigger than memory) or auto "
+                                  "(approximate from 20,000 vectors, see "
+                                  "benchmarks/index_choice.py)."),
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Build search indexes over the embedded windows and captions, one per space and modality."""

@@ -34,11 +34,11 @@ INDEX_FORMAT = 2
 KINDS = ("auto", "exact", "approximate", "on-disk")
 # benchmarks/index_choice.py (results/index_choice.md; 2 cores, one query per call on one thread):
 # at 1M x 256 (clustered) IVF-Flat of 4 sqrt(N) lists, 8 of them searched as calibrated, finds 0.987
-# of the exact top 10 at 5,400 q/s; ScaNN 0.965 at 6,100 (not importable beside TF 2.21 without a
-# stub), IVF-PQ re-ranked 0.951 at 4,400, HNSW 0.962 at 2,400, exact 9. On GloVe (400k x 50) the
-# calibration searches 128 lists: 0.975 at 2,700 q/s. Exact search answers 2,200 q/s at 10k x 256
-# and 290 at 30k, so `auto` switches in between.
-APPROXIMATE_FROM_ROWS = 20_000
+# of the exact top 10 at 5,400 q/s; ScaNN 0.968 at 5,100 (not importable beside TF 2.21 without a
+# stub), IVF-PQ re-ranked 0.951 at 4,400, HNSW 0.962 at 2,000, exact search 9. On GloVe (400k x 50)
+# the calibration searches 128 lists: 0.975 at 2,700 q/s (ScaNN 0.965 at 8,500). Exact search
+# answers 7,900 q/s at 3k x 256, 1,900 at 10k and 280 at 30k: below the 2,000 q/s target from 10k.
+APPROXIMATE_FROM_ROWS = 10_000
 LISTS_PER_SQRT_ROW = 4
 MIN_ROWS_PER_LIST = 39  # faiss k-means wants 39 training rows per centroid
 TRAIN_ROWS_PER_LIST = 64

@@ -60,7 +60,7 @@ def recall_at_10(index: SearchIndex, gallery: np.ndarray, queries: np.ndarray) -
 def test_auto_is_exact_below_the_threshold_and_ivf_from_it(clustered, tmp_path):
     emb, gallery, queries = clustered
     info = build_index(emb, tmp_path / "small")
-    assert {g["kind"] for g in info["galleries"].values()} == {"exact"}  # 4,000 rows < 20,000
+    assert {g["kind"] for g in info["galleries"].values()} == {"exact"}  # 4,000 rows < 10,000
     info = build_index(emb, tmp_path / "auto", approximate_from_rows=1000)
     video, text = info["galleries"]["vat.video"], info["galleries"]["vat.text"]
     # 4 sqrt(4000) = 253 lists would hold 16 rows each; halved until each has 39 to train on.

@@ -341,7 +341,7 @@ def index_command(
     kind: str = typer.Option("auto", "--kind",
                              help="exact, approximate (faiss IVF-Flat), on-disk (IVF-Flat whose "
                                   "lists stay on disk, for galleries bigger than memory) or auto "
-                                  "(approximate from 20,000 vectors, see "
+                                  "(approximate from 10,000 vectors, see "
                                   "benchmarks/index_choice.py)."),
     overwrite: bool = OVERWRITE,
 ) -> None:

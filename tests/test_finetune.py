@@ -21,7 +21,7 @@ def clip_reader(config, **changes) -> ReaderConfig:
 
 
 def losses_of_steps_on_one_batch(config, shards, start_dir, batch_size: int, learning_rate: float,
-                                 steps: int = 6) -> list:
+                                 steps: int = 4) -> list:
     """The training loss of one batch of the train split before each of `steps` steps on it at
     `learning_rate` (no warm-up), from the run's starting weights (`config.init`): a loss the steps
     must lower, free of the noise a held-out comparison has at this size."""

@@ -140,16 +140,18 @@ def processes(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def data_parallel(processes, demo_shards, tmp_path_factory):
+def data_parallel(processes, demo_shards, tmp_path_factory, jax_env):
     """The JAX process (packing the shards first): started here, waited for by its test."""
     work = tmp_path_factory.mktemp("data_parallel")
     pack = [sys.executable, "-m", "mmv_tf.cli.main", "data", "pack", str(demo_shards), "--out",
             str(work / "pack"), "--config", "configs/demo.yaml", *_set_args(DEVICE_SETS)]
     run = [sys.executable, "-c", DATA_PARALLEL, str(work / "pack"), str(work), json.dumps(DEVICE_SETS)]
-    # LLVM optimisation level 0: XLA compiles the steps in half the time.
-    processes.start("data_parallel", ["sh", "-c", f"{shlex.join(pack)} && KERAS_BACKEND=jax "
-                                      f"JAX_PLATFORMS=cpu {shlex.join(run)}"],
-                    XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0")
+    # The pack is TensorFlow's work, the run JAX's: jax_env's backend for the run alone.
+    jax_settings = {k: v for k, v in jax_env.items() if k.startswith(("XLA_", "JAX_"))}
+    processes.start("data_parallel",
+                    ["sh", "-c", f"{shlex.join(pack)} && KERAS_BACKEND=jax {shlex.join(run)}"],
+                    **{**jax_settings,
+                       "XLA_FLAGS": f"{jax_settings['XLA_FLAGS']} --xla_force_host_platform_device_count=2"})
     return work
 
 

@@ -48,18 +48,30 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, seed: int = 0):
         features, labels)
 
 
-def zero_shot_predictions(model, embeddings: dict[str, np.ndarray], class_names: list[str],
-                          template: str = "{}") -> tuple[np.ndarray, str]:
-    """(predicted class per image, space): the class whose name, put into `template` and embedded
-    by the text signature, is nearest in the space where the model compares images and text."""
-    from mmv_tf.index import l2_normalized
+def zero_shot_space(model) -> str:
+    """The space where `model` compares images (or videos) and text."""
     from mmv_tf.spaces import model_pair_space
 
     space = model_pair_space(model.metadata, visual_modality(model), "text")
-    if space is None:
+    if space is None or not model.has_text:
         raise InputError(f"model {model.path} has no space shared by images and text: no zero-shot")
-    texts = model.embed_text([template.format(name.replace("_", " ")) for name in class_names])[space]
-    return np.argmax(l2_normalized(embeddings[space]) @ l2_normalized(texts).T, axis=1), space
+    return space
+
+
+def zero_shot_scores(model, vectors: np.ndarray, class_names: list[str], template: str = "{}") -> np.ndarray:
+    """Cosine similarities `[N, C]` of image embeddings `vectors` `[N, D]` in `zero_shot_space` to
+    each class name put into `template` and embedded by the text signature."""
+    from mmv_tf.index import l2_normalized
+
+    texts = model.embed_text([template.format(name.replace("_", " ")) for name in class_names])
+    return l2_normalized(vectors) @ l2_normalized(texts[zero_shot_space(model)]).T
+
+
+def zero_shot_predictions(model, embeddings: dict[str, np.ndarray], class_names: list[str],
+                          template: str = "{}") -> tuple[np.ndarray, str]:
+    """(predicted class per image, space): the class whose name is nearest (`zero_shot_scores`)."""
+    space = zero_shot_space(model)
+    return np.argmax(zero_shot_scores(model, embeddings[space], class_names, template), axis=1), space
 
 
 def evaluate_classification(model, images: np.ndarray, labels: np.ndarray, class_names: list[str],

@@ -93,11 +93,11 @@ class ExportedModel:
         return {name: np.concatenate([np.asarray(p[name]) for p in parts]) for name in parts[0]}
 
     def embed_video(self, frames: np.ndarray) -> dict[str, np.ndarray]:
-        """Frames float `[B, T, H, W, 3]` in [0, 1] (T = `num_frames`)."""
+        """Frames float `[B, T, H, W, 3]` in [0, 1]: any T (the model was trained on `num_frames`)."""
         frames = np.asarray(frames, dtype=np.float32)
-        if frames.ndim != 5 or frames.shape[1] != self.num_frames or frames.shape[-1] != 3 or not len(frames):
-            raise InputError(f"video frames must have shape [B, {self.num_frames}, H, W, 3] with B >= 1; "
-                             f"got {list(frames.shape)}")
+        if frames.ndim != 5 or not frames.shape[1] or frames.shape[-1] != 3 or not len(frames):
+            raise InputError(f"video frames must have shape [B, T, H, W, 3] with B, T >= 1 (the model "
+                             f"was trained on T = {self.num_frames}); got {list(frames.shape)}")
         if min(frames.shape[2:4]) < 32:
             raise InputError(f"video frames of {frames.shape[2]}x{frames.shape[3]} are too small "
                              f"(the model was trained on {self.image_size}x{self.image_size})")

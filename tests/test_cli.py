@@ -1,4 +1,4 @@
-"""The `mmv-tf` command line: every command's help, and what `presets` and `evaluate` print."""
+"""The `mmv-tf` command line: every command's help, and what `presets` prints."""
 
 import json
 import re
@@ -33,9 +33,10 @@ COMMANDS = dict(commands())
 
 def test_the_command_tree_holds_every_documented_command():
     assert {" ".join(path) for path in COMMANDS} >= {
-        "presets", "train", "export", "embed", "index", "search", "evaluate", "app", "demo", "deflate",
-        "data demo", "data digits", "data ingest", "data stats", "import deepmind",
-        "classify fit", "classify predict"}
+        "presets", "train", "export", "embed", "index", "search", "app", "demo", "deflate",
+        "data demo", "data digits", "data clips", "data captions", "data sounds", "data ingest",
+        "data stats", "import deepmind", "classify fit", "classify predict", "evaluate retrieval",
+        "evaluate video-classification", "evaluate audio-classification", "evaluate image-classification"}
     top = runner.invoke(app, ["--help"], env=WIDE)
     assert top.exit_code == 0, top.output
     for path, command in COMMANDS.items():  # each listed with the first line of its help
@@ -92,28 +93,3 @@ def test_presets_json_lists_paper_and_tiny_presets_with_their_sizes():
         clip = f"{row['input']['frames']}x{row['input']['image_size']}px"
         vat = row["output_dims"]["video"]["vat"]
         assert all(part in lines[name] for part in (params, dims, clip, f"vat={vat}")), lines[name]
-
-
-def test_evaluate_scores_every_narration_of_the_split_with_its_chance_level(demo):
-    """On the 20-video test corpus (seed 3, not the default model's seed 0) with the default model."""
-    result = runner.invoke(app, ["evaluate", "--corpus", str(demo), "--split", "train", "--json"])
-    assert result.exit_code == 0, result.output
-    scores = json.loads(result.output[result.output.index("{"):])
-    manifest = [json.loads(line) for line in (demo / "manifest.jsonl").read_text().splitlines()]
-    narrated = [e for r in manifest if r["split"] == "train" for e in r["events"] if e.get("narration")]
-    count = len(narrated)  # one query and one clip per narrated event, counted here from the manifest
-    assert scores["queries"] == count > 25 and scores["space"] == "vat"
-    assert scores["chance"]["R@1"] == pytest.approx(1 / count)
-    assert scores["chance"]["R@10"] == pytest.approx(10 / count)
-    assert scores["chance"]["median_rank"] == pytest.approx((count + 1) / 2)
-    labels = [f"{e['digit']} {e['direction']}" for e in narrated]
-    same = sum(a == b for a in labels for b in labels) / count**2
-    assert scores["chance"]["label_precision@10"] == pytest.approx(same)
-    # The default model ranks far above chance (measured: R@1 0.61, R@5 0.94, median rank 1 on 33
-    # queries; chance 0.03, 0.15, 17).
-    assert scores["R@1"] <= scores["R@5"] <= scores["R@10"]
-    assert scores["R@1"] >= 0.4 and scores["R@5"] >= 0.75 and scores["median_rank"] <= 3
-    assert scores["label_precision@10"] >= 2 * scores["chance"]["label_precision@10"]
-    summary = runner.invoke(app, ["evaluate", "--corpus", str(demo), "--split", "train"])
-    assert summary.exit_code == 0, summary.output
-    assert f"R@10 {scores['R@10']:.3f} (chance {scores['chance']['R@10']:.3f})" in flat(summary.output)

@@ -151,7 +151,7 @@ def test_an_imported_network_deflates_into_an_image_model(fixture, tmp_path):
 
 def test_an_imported_model_serves_every_command(imported_s3d, demo, tmp_path):
     """The imported S3D-G model as `--model` of embed, index, search, the app's search service,
-    demo, evaluate and classify."""
+    demo, evaluate retrieval and classify."""
     import shutil
     import socket
     import urllib.request
@@ -196,11 +196,14 @@ def test_an_imported_model_serves_every_command(imported_s3d, demo, tmp_path):
     finally:
         page.close()
 
-    result = runner.invoke(app, ["evaluate", "--corpus", str(demo), "--model", str(model), "--json"])
-    assert result.exit_code == 0, result.output
-    scores = json.loads(result.output)
-    assert scores["queries"] > 0 and 0 <= scores["R@10"] <= 1
-    assert scores["chance"]["R@10"] == min(10 / scores["queries"], 1)
+    for args in (["data", "captions", demo, "--out", tmp_path / "captions"],
+                 ["evaluate", "retrieval", tmp_path / "captions", "--model", model, "--out",
+                  tmp_path / "retrieval", "--json"]):
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+    scores = json.loads(result.output[result.output.index("{\n"):])
+    assert scores["captions"] > 0 and scores["space"] == "vat"
+    assert scores["text_to_video"]["chance"]["R@10"] == min(10 / scores["clips"], 1)
 
     images = tmp_path / "images"
     for label, colour in (("red", (1, 0, 0)), ("blue", (0, 0, 1))):

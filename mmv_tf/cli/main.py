@@ -160,6 +160,68 @@ def data_digits(
     typer.echo(f"wrote {10 * per_class} digit images ({split} split) into {out}")
 
 
+DEMO_CORPUS = typer.Argument(..., help="Demo corpus folder with manifest.jsonl (from `mmv-tf data demo`).")
+EXPORT_SPLITS = typer.Option(["train", "test"], "--split", help="A split to export: train, val or test "
+                                                                "(repeat the option for several).")
+
+
+def _counts(per_split: dict[str, int]) -> str:
+    """'12 train, 3 test'."""
+    return ", ".join(f"{count} {split}" for split, count in per_split.items())
+
+
+@command(data_app, "clips")
+def data_clips(
+    corpus: Path = DEMO_CORPUS,
+    out: Path = typer.Option(..., "--out", help="Folder to write: one sub-folder of .mp4 clips per class "
+                                                "and one SPLIT.txt list of clip paths per split."),
+    splits: list[str] = EXPORT_SPLITS,
+    label: str = typer.Option("digit", "--label", help="A clip's class: digit (its word), direction, or "
+                                                       "event (word_direction)."),
+    margin: float = typer.Option(0.25, "--margin", min=0.0, help="Seconds of video kept before and after "
+                                                                 "each event."),
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Cut one labelled video clip per event of the demo corpus, in class folders with split lists."""
+    from mmv_tf.data.exports import write_labelled_clips
+
+    summary = write_labelled_clips(corpus, out, splits, label, margin, overwrite=overwrite)
+    typer.echo(f"wrote {sum(summary['clips'].values())} clips ({_counts(summary['clips'])}) in "
+               f"{len(summary['classes'])} {label} classes into {out}")
+
+
+@command(data_app, "captions")
+def data_captions(
+    corpus: Path = DEMO_CORPUS,
+    out: Path = typer.Option(..., "--out", help="Folder to write: videos/ and manifest.jsonl, one record "
+                                                "per narrated event."),
+    split: str = typer.Option("test", "--split", help="Whose videos: train, val or test."),
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Copy a split's demo videos with one caption record per narrated event, for text-to-video retrieval."""
+    from mmv_tf.data.exports import write_captioned_clips
+
+    summary = write_captioned_clips(corpus, out, split, overwrite=overwrite)
+    typer.echo(f"wrote {summary['captions']} captions of {summary['videos']} videos ({split} split) "
+               f"into {out}")
+
+
+@command(data_app, "sounds")
+def data_sounds(
+    corpus: Path = DEMO_CORPUS,
+    out: Path = typer.Option(..., "--out", help="Folder to write: one sub-folder of .wav narrations per "
+                                                "digit and one SPLIT.txt list per split."),
+    splits: list[str] = EXPORT_SPLITS,
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Cut each narration of the demo corpus out of its video's audio, as WAV files labelled by digit."""
+    from mmv_tf.data.exports import write_labelled_sounds
+
+    summary = write_labelled_sounds(corpus, out, splits, overwrite=overwrite)
+    typer.echo(f"wrote {sum(summary['sounds'].values())} sounds ({_counts(summary['sounds'])}) in "
+               f"{len(summary['classes'])} digit classes into {out}")
+
+
 @command(data_app, "ingest")
 def data_ingest(
     src: Path = typer.Argument(..., help="Folder of videos (with same-name .srt/.vtt/.txt captions) "
@@ -390,26 +452,143 @@ def search_command(
     Console().print(table)
 
 
-@command()
-def evaluate(
-    corpus: Path = typer.Option(..., "--corpus", help="Corpus folder with manifest.jsonl events "
-                                                      "(from `mmv-tf data demo`)."),
-    model: Path = MODEL,
-    split: str = typer.Option("test", "--split", help="Split whose narrated events are queried."),
-    as_json: bool = json_option("a summary"),
-) -> None:
-    """Zero-shot text-to-video retrieval: R@1/5/10, median rank and label precision@10, with chance."""
-    from mmv_tf.evaluate import text_to_video_retrieval
-    from mmv_tf.saved_model import ExportedModel
+evaluate_app = group("evaluate", "Evaluate a model by the paper's protocols on labelled or captioned data: "
+                                 "metrics.json, report.md and plots in --out.")
+EVAL_OUT = typer.Option(..., "--out", help="Folder for metrics.json, report.md, plots and the feature cache "
+                                           "(a rerun into it with other classifier settings reuses the "
+                                           "features).")
+LABELLED = typer.Argument(..., help="A folder with one sub-folder per class (and optional train.txt / "
+                                    "test.txt split files), or a JSONL manifest of {path, label|labels, "
+                                    "split|fold}.")
+TRAIN_LIST = typer.Option(None, "--train-list", help="Split file of the training examples (default: "
+                                                     "train.txt in the data folder, if present).")
+TEST_LIST = typer.Option(None, "--test-list", help="Split file of the test examples (default: test.txt).")
+C_OPTION = typer.Option(0.001, "--c", min=1e-9, help="C of the LinearSVC on standardised features.")
+HELD_OUT = typer.Option(0.25, "--held-out", min=0.01, max=0.9,
+                        help="Share of each class tested, for data without a split or folds.")
+SEED = typer.Option(0, "--seed", help="Seed of the augmentation and the held-out split.")
 
-    result = text_to_video_retrieval(ExportedModel(model), corpus, split)
+
+def _print_metrics(result: dict, names: tuple[str, ...], as_json: bool) -> None:
+    """The figures `names` of an evaluation (with chance where known), or all of it as JSON."""
     if as_json:
         typer.echo(json.dumps(result, indent=1))
         return
-    chance = result["chance"]
-    typer.echo(f"{result['queries']} narrations of split {split} against their clips, in {result['space']}:")
-    for name in ("R@1", "R@5", "R@10", "median_rank", "label_precision@10"):
-        typer.echo(f"  {name:20s} {result[name]:8.3f}   (chance {chance[name]:.3f})")
+    chance = result.get("chance", {})
+    for name in names:
+        if name in result:
+            extra = f"   (chance {chance[name]:.3f})" if name in chance else ""
+            typer.echo(f"  {name:16s} {result[name]:8.3f}{extra}")
+
+
+def _linear_protocol(**settings):
+    from mmv_tf.evaluation.classification import Protocol
+
+    return Protocol(**settings)
+
+
+@command(evaluate_app, "video-classification")
+def evaluate_videos(
+    data: Path = LABELLED,
+    model: Path = MODEL,
+    out: Path = EVAL_OUT,
+    frames: int = typer.Option(32, "--frames", min=1, help="Frames per clip."),
+    stride: int = typer.Option(2, "--stride", min=1,
+                               help="Every stride-th frame, at the model's frame rate."),
+    crop: int = typer.Option(224, "--crop", min=16, help="Shorter side, then a crop square of this side."),
+    passes: int = typer.Option(10, "--passes", min=1, help="Random clips of each training video."),
+    test_windows: int = typer.Option(10, "--test-windows", min=1,
+                                     help="Linearly spaced windows of each test video."),
+    c: float = C_OPTION,
+    held_out: float = HELD_OUT,
+    seed: int = SEED,
+    train_list: Path = TRAIN_LIST,
+    test_list: Path = TEST_LIST,
+    as_json: bool = json_option("a summary"),
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Linear classification of videos on the frozen representation (the released UCF101 protocol by
+    default): top-1 and top-5."""
+    from mmv_tf.evaluation.classification import evaluate_videos as run
+
+    result = run(model, data, out, _linear_protocol(frames=frames, stride=stride, crop=crop, passes=passes,
+                                                    test_windows=test_windows, c=c, held_out=held_out,
+                                                    seed=seed), train_list, test_list, overwrite, _note)
+    _print_metrics(result, ("top1", "top5"), as_json)
+
+
+@command(evaluate_app, "audio-classification")
+def evaluate_sounds(
+    data: Path = LABELLED,
+    model: Path = MODEL,
+    out: Path = EVAL_OUT,
+    windows: int = typer.Option(10, "--windows", min=1, help="Linearly spaced windows of each sound."),
+    c: float = C_OPTION,
+    held_out: float = HELD_OUT,
+    seed: int = SEED,
+    train_list: Path = TRAIN_LIST,
+    test_list: Path = TEST_LIST,
+    as_json: bool = json_option("a summary"),
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Linear classification of sounds on the audio representation (ESC-50 style; k-fold when the
+    manifest gives folds): top-1 and top-5."""
+    from mmv_tf.evaluation.classification import evaluate_sounds as run
+
+    result = run(model, data, out, _linear_protocol(test_windows=windows, c=c, held_out=held_out, seed=seed),
+                 train_list, test_list, overwrite, _note)
+    _print_metrics(result, ("top1", "top5"), as_json)
+
+
+@command(evaluate_app, "image-classification")
+def evaluate_images(
+    data: Path = LABELLED,
+    model: Path = MODEL,
+    out: Path = EVAL_OUT,
+    template: str = typer.Option("{}", "--template", help="Zero-shot text for a class name, e.g. 'a {}'."),
+    c: float = C_OPTION,
+    held_out: float = HELD_OUT,
+    seed: int = SEED,
+    train_list: Path = TRAIN_LIST,
+    test_list: Path = TEST_LIST,
+    as_json: bool = json_option("a summary"),
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Linear probe and zero-shot classification of images (image models, or video models on still
+    images): top-1, or mAP for multi-label data."""
+    from mmv_tf.evaluation.classification import evaluate_images as run
+
+    result = run(model, data, out, _linear_protocol(c=c, held_out=held_out, seed=seed), template,
+                 train_list, test_list, overwrite, _note)
+    _print_metrics(result, ("top1", "top5", "mAP", "zero_shot_top1", "zero_shot_mAP"), as_json)
+
+
+@command(evaluate_app, "retrieval")
+def evaluate_retrieval(
+    manifest: Path = typer.Argument(..., help="JSONL manifest of {video, text, start?, end?, label?, split?} "
+                                              "(or its folder), e.g. from `mmv-tf data captions`."),
+    model: Path = MODEL,
+    out: Path = EVAL_OUT,
+    split: str = typer.Option("test", "--split", help="Records of this split (records without one always "
+                                                      "count); 'all' for every record."),
+    clips: str = typer.Option("caption", "--clips", help="caption (the window centred on the caption's "
+                                                         "times) or whole (whole videos)."),
+    windows: int = typer.Option(4, "--windows", min=1, help="Windows averaged over a whole video."),
+    as_json: bool = json_option("a summary"),
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Zero-shot text -> video and video -> text retrieval: R@1/5/10, median rank (MSRVTT style)."""
+    from mmv_tf.evaluation.retrieval import evaluate_retrieval as run
+
+    result = run(model, manifest, out, None if split == "all" else split, clips, windows, overwrite, _note)
+    if as_json:
+        typer.echo(json.dumps(result, indent=1))
+        return
+    typer.echo(f"{result['captions']} captions, {result['clips']} clips, in {result['space']}:")
+    for direction in ("text_to_video", "video_to_text"):
+        typer.echo(f" {direction.replace('_', ' ')}")
+        _print_metrics(result[direction], ("R@1", "R@5", "R@10", "median_rank", "label_R_precision",
+                                           "label_precision@10"), False)
 
 
 DEFAULT_WORKSPACE = Path("data") / "demo-app"

@@ -203,7 +203,7 @@ def deflate_model(model: str | Path, out: str | Path, images: str | Path,
     returns the report, also written into `out`'s metadata as `deflation`."""
     from mmv_tf.export import export_image_network
     from mmv_tf.files import check_output
-    from mmv_tf.saved_model import load_network, read_metadata
+    from mmv_tf.saved_model import load_network, read_metadata, weights_sha256
 
     check_output(out, "model", (model,), overwrite)  # before the deflation's minutes of work
     metadata = read_metadata(model)
@@ -212,7 +212,8 @@ def deflate_model(model: str | Path, out: str | Path, images: str | Path,
     network = load_network(model)
     pictures = deflation_images(images, metadata["video"]["image_size"], frames, note)
     image_network, report = deflate(network, pictures, settings)
-    report.update(source_model=str(model), image_source=str(images))
+    report.update(source_model=str(model), image_source=str(images),
+                  source_weights_sha256=weights_sha256(model))
     export_image_network(image_network, out, source_metadata=metadata, deflation=report,
                          overwrite=overwrite, inputs=(model,))
     return report

@@ -34,6 +34,15 @@ def read_metadata(path: str | Path) -> dict:
     return json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))
 
 
+def weights_sha256(path: str | Path) -> str:
+    """The sha256 of model folder `path`'s weights files (`variables/`): tells two models apart."""
+    digest = hashlib.sha256()
+    for file in sorted((Path(path) / "variables").glob("variables.*")):
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
 class ExportedModel:
     """An exported model with checked, batched calls; outputs are numpy `{name: [B, D]}`."""
 
@@ -55,12 +64,8 @@ class ExportedModel:
     def identity(self) -> dict:
         """What embeddings and indexes record of the model that made them: name, creation time,
         spaces, and the sha256 of its weights files (`variables/`), which tells two models apart."""
-        digest = hashlib.sha256()
-        for file in sorted((self.path / "variables").glob("variables.*")):
-            digest.update(file.name.encode())
-            digest.update(file.read_bytes())
         return {"name": self.metadata.get("name"), "created": self.metadata.get("created"),
-                "spaces": self.metadata["spaces"], "weights_sha256": digest.hexdigest()}
+                "spaces": self.metadata["spaces"], "weights_sha256": weights_sha256(self.path)}
 
     @property
     def num_frames(self) -> int:

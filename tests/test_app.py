@@ -27,35 +27,41 @@ from mmv_tf.saved_model import DEFAULT_MODEL
 
 @pytest.fixture(scope="module")
 def workspace(demo, tmp_path_factory):
-    """A demo workspace over the 20-video test corpus, embedded (all splits) with the default model."""
+    """A demo workspace over the 20-video test corpus, embedded (all splits) with the default model,
+    with its naive deflation as the image model."""
     root = tmp_path_factory.mktemp("workspace")
     (root / "corpus").symlink_to(demo, target_is_directory=True)
     said = []
-    space = prepare_demo(root, DEFAULT_MODEL, split=None, say=said.append)
-    assert [line.split(":")[0] for line in said] == ["corpus", "embeddings", "index"]
-    assert "reusing" in said[0] and "embedding" in said[1] and "indexing" in said[2]
+    space = prepare_demo(root, DEFAULT_MODEL, split=None, deflation="naive", say=said.append)
+    steps = [line for line in said if not line.startswith("sampling")]  # deflation's own notes
+    assert [line.split(":")[0] for line in steps] == ["corpus", "embeddings", "index", "image model"]
+    assert "reusing" in steps[0] and "embedding" in steps[1] and "indexing" in steps[2]
+    assert "deflating" in steps[3]
     return space
 
 
 @pytest.fixture(scope="module")
-def image_model(tmp_path_factory):
-    """The naive deflation of the default model, for image queries."""
-    from mmv_tf.deflation import DeflationSettings, deflate
-    from mmv_tf.export import export_image_network
-    from mmv_tf.saved_model import load_network, read_metadata
+def digit_still(workspace, tmp_path_factory):
+    """(picture, digit word): a still demo digit of the test split that zero-shot classification with
+    the workspace's image model gets right, as the library computes it."""
+    from mmv_tf.data.demo import write_digit_images
 
-    image_network, report = deflate(load_network(DEFAULT_MODEL), None, DeflationSettings(mode="naive"))
-    return export_image_network(image_network, tmp_path_factory.mktemp("image") / "naive",
-                                source_metadata=read_metadata(DEFAULT_MODEL), deflation=report)
+    stills = write_digit_images(tmp_path_factory.mktemp("stills") / "digits", "test", per_class=3)
+    service = search_app.SearchService(DEFAULT_MODEL, workspace.index, stills.parent / "clips",
+                                       workspace.image_model)
+    for picture in sorted(stills.glob("*/*.png")):
+        if service.classify(picture)[0][0] == picture.parent.name:
+            return picture, picture.parent.name
+    pytest.fail("zero-shot classification gets none of 30 still digits right")
 
 
 @pytest.fixture(scope="module")
-def server(workspace, image_model):
+def server(workspace):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     page, url = search_app.serve(DEFAULT_MODEL, workspace.index, port=port, block=False,
-                                 image_model_path=image_model)
+                                 image_model_path=workspace.image_model)
     yield url
     page.close()
 
@@ -87,8 +93,8 @@ def check_ranked_clips(result, demo, k):
 def test_demo_workspace_is_reused_and_remade_for_another_model(workspace, small_savedmodel):
     index_made = (workspace.index / "index.json").stat().st_mtime_ns
     said = []
-    prepare_demo(workspace.root, DEFAULT_MODEL, split=None, say=said.append)
-    assert all("reusing" in line for line in said) and len(said) == 3
+    prepare_demo(workspace.root, DEFAULT_MODEL, split=None, deflation="naive", say=said.append)
+    assert all("reusing" in line for line in said) and len(said) == 4
     assert (workspace.index / "index.json").stat().st_mtime_ns == index_made
 
     other = workspace.root.parent / "other"
@@ -96,7 +102,7 @@ def test_demo_workspace_is_reused_and_remade_for_another_model(workspace, small_
     (other / "corpus").symlink_to(workspace.corpus, target_is_directory=True)
     shutil.copytree(workspace.embeddings, other / "embeddings")
     said = []
-    prepare_demo(other, small_savedmodel[1], split="test", say=said.append)
+    prepare_demo(other, small_savedmodel[1], split="test", deflation=None, say=said.append)
     assert "embedding the test split" in said[1] and "indexing" in said[2]
     index = json.loads((other / "index" / "index.json").read_text())
     assert index["model"]["spaces"]["video"]["vat"] == 16  # the small model's, not the default's
@@ -118,9 +124,9 @@ def test_demo_generates_a_missing_corpus(demo, tmp_path, monkeypatch):
 def test_cli_demo_prepare_only_and_app_refusals(workspace):
     runner = CliRunner()
     result = runner.invoke(app, ["demo", "--dir", str(workspace.root), "--split", "all",
-                                 "--prepare-only"])
+                                 "--deflation", "naive", "--prepare-only"])
     assert result.exit_code == 0, result.output
-    assert result.output.count("reusing") == 3
+    assert result.output.count("reusing") == 4
     result = runner.invoke(app, ["app", "--index", str(workspace.root / "no-index")])
     assert result.exit_code == 1 and "not a finished index" in result.output
     assert "127.0.0.1" in runner.invoke(app, ["app", "--help"]).output
@@ -161,6 +167,40 @@ def test_audio_and_video_queries_rank_corpus_clips(client, demo, tmp_path):
         client.predict(handle_file(str(picture)), "video", "auto", 5, api_name="/search_image"),
         demo, 5)
     assert "image query" in status and "space `va`" in status  # a still, compared as a video
+
+
+def test_pictures_are_classified_zero_shot_by_typed_names(client, digit_still):
+    picture, digit = digit_still
+    chart, status = client.predict(handle_file(str(picture)), "zero, one, two, three, four, five, six, "
+                                   "seven, eight, nine", "zero-shot by class names", api_name="/classify")
+    rows = chart["value"]["data"] if "value" in chart else chart["data"]
+    assert len(rows) == 5 and rows[0][0] == digit and status.startswith(f"**{digit}** is the top class")
+    scores = [row[1] for row in rows]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+    _, status = client.predict(handle_file(str(picture)), "cat, dog", "zero-shot by class names",
+                               api_name="/classify")
+    assert status.split("**")[1] in ("cat", "dog")
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="two or more class names"):
+        client.predict(handle_file(str(picture)), "seven", "zero-shot by class names", api_name="/classify")
+
+
+def test_a_probe_classifies_pictures_in_the_app(workspace, digit_still, tmp_path):
+    from mmv_tf.classify import fit_classifier
+
+    picture, digit = digit_still
+    fit_classifier(picture.parent.parent, workspace.image_model, tmp_path / "probe", held_out=0.34,
+                   note=lambda _: None)
+    service = search_app.SearchService(DEFAULT_MODEL, workspace.index, tmp_path / "clips",
+                                       workspace.image_model, tmp_path / "probe")
+    ranked = service.classify(picture, use_probe=True, top=10)
+    assert sorted(name for name, _ in ranked) == sorted(p.name for p in picture.parent.parent.iterdir()
+                                                        if p.is_dir())
+    other = shutil.copytree(workspace.image_model, tmp_path / "other-image-model")
+    with pytest.raises(InputError, match="was fitted on .*image-model, not on the image model"):
+        search_app.SearchService(DEFAULT_MODEL, workspace.index, tmp_path / "clips", other,
+                                 tmp_path / "probe")
 
 
 def first_window_of(source: Path, out: Path) -> Path:
@@ -219,8 +259,9 @@ def colourful_share(png: bytes, box: dict) -> float:
     return float(np.mean(region.max(axis=-1) - region.min(axis=-1) > 20))
 
 
-def test_browser_text_query_shows_clips(server, tmp_path):
-    """Playwright driving Debian's chromium (no browser download): type a query, see ten clips."""
+def test_browser_text_query_shows_clips_and_a_still_digit_is_classified(server, digit_still, tmp_path):
+    """Playwright driving Debian's chromium (no browser download): type a query, see ten clips;
+    upload a still digit, see its class on top of the chart."""
     from playwright.sync_api import sync_playwright
 
     requested = []
@@ -247,10 +288,18 @@ def test_browser_text_query_shows_clips(server, tmp_path):
                 time.sleep(0.5)
             (tmp_path / "app_screenshot.png").write_bytes(png)
             status = page.locator("#status").inner_text()
+            page.locator("#classify-picture input[type=file]").set_input_files(str(digit_still[0]))
+            page.locator("#classify-picture img").first.wait_for()  # uploaded
+            page.locator("#classify").click()
+            page.wait_for_function("document.querySelector('#classify-status').innerText"
+                                   ".includes('is the top class')")
+            verdict = page.locator("#classify-status").inner_text()
+            page.locator("#class-scores").screenshot(path=tmp_path / "classify_screenshot.png")
         finally:
             browser.close()
     hosts = {urlsplit(url).netloc for url in requested
              if urlsplit(url).scheme in ("http", "https", "ws", "wss")}  # not data: or blob:
     assert shown == 10 and status.startswith("10 video results")
+    assert verdict.startswith(f"{digit_still[1]} is the top class"), verdict
     assert before < 0.02 and after > 0.3, (before, after)
     assert hosts == {server.split("/")[2]}  # the page loads nothing from elsewhere

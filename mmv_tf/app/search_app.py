@@ -1,5 +1,5 @@
 """The Gradio cross-modal search app: query by text, audio, video or (with a deflated model) an
-image, and see the best clips play.
+image, and see the best clips play; with a deflated model, classify a picture too.
 
 `SearchService` does the work (embed the query, rank the index, cut clips) and knows nothing of
 Gradio; `build_app` lays out the page; `serve` starts it on this machine only, with analytics off.
@@ -16,6 +16,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
+from mmv_tf.data.synth import DIGIT_WORDS
 from mmv_tf.errors import InputError
 from mmv_tf.spaces import model_pair_space
 
@@ -54,7 +57,7 @@ class SearchService:
     """An exported model and an index of the same spaces; `query` returns ranked, playable hits."""
 
     def __init__(self, model_path: str | Path, index_path: str | Path, clip_cache: str | Path,
-                 image_model_path: str | Path | None = None):
+                 image_model_path: str | Path | None = None, probe_path: str | Path | None = None):
         from mmv_tf.index import SearchIndex
         from mmv_tf.saved_model import ExportedModel
 
@@ -67,6 +70,17 @@ class SearchService:
             if self.image_model.metadata["spaces"].get("image") != self.model.metadata["spaces"]["video"]:
                 raise InputError(f"{image_model_path} is not a deflated model of the video model's "
                                  f"spaces {self.model.metadata['spaces']['video']}")
+        self.probe = None  # (LinearProbe, info) of `mmv-tf classify fit` on the image model
+        if probe_path is not None:
+            from mmv_tf.classify import load_probe
+
+            if self.image_model is None:
+                raise InputError("a probe classifies images: give the image model it was fitted on too")
+            self.probe = load_probe(probe_path)
+            fitted_on = Path(self.probe[1]["model"]).resolve()
+            if fitted_on != self.image_model.path.resolve():
+                raise InputError(f"{probe_path} was fitted on {fitted_on}, not on the image model "
+                                 f"{self.image_model.path}")
         self.clip_cache = Path(clip_cache)
         self.sources = {item["video_id"]: item["source"] for item in self.index.items["windows"]}
 
@@ -125,6 +139,39 @@ class SearchService:
         if not loaded.paths:
             raise InputError(f"{path.name}: not a readable image")
         return {s: v[0] for s, v in space_embeddings(self.image_model.embed_images(loaded.images)).items()}
+
+
+    def classify(self, path: str | Path | None, class_names: str = ", ".join(DIGIT_WORDS),
+                 use_probe: bool = False, top: int = 5) -> list[tuple[str, float]]:
+        """The `top` (class, score) of an image, best first: zero-shot over the comma-separated
+        `class_names` (cosine similarity in the image-text space), or the probe's decision scores."""
+        from mmv_tf.classify import zero_shot_scores, zero_shot_space
+        from mmv_tf.images import load_images
+
+        if self.image_model is None:
+            raise InputError("classification needs a deflated image model (mmv-tf app --image-model)")
+        if path is None:
+            raise InputError("give a picture first")
+        check_upload(Path(path))
+        loaded = load_images([Path(path)], self.image_model.image_size)
+        if not loaded.paths:
+            raise InputError(f"{Path(path).name}: not a readable image")
+        embedded = self.image_model.embed_images(loaded.images)
+        if use_probe:
+            if self.probe is None:
+                raise InputError("no probe: start the app with --probe (from mmv-tf classify fit)")
+            probe, info = self.probe
+            names, scores = info["classes"], probe.decision_function(embedded[info["feature"]])[0]
+            scores = np.stack([-scores, scores]) if scores.ndim == 0 else scores
+            names = [names[c] for c in probe.classes]
+        else:
+            names = [name.strip() for name in class_names.split(",") if name.strip()]
+            if len(names) < 2:
+                raise InputError("give two or more class names, separated by commas")
+            space = zero_shot_space(self.image_model)
+            scores = zero_shot_scores(self.image_model, embedded[space], names)[0]
+        order = np.argsort(-scores, kind="stable")[:top]
+        return [(names[i], float(scores[i])) for i in order]
 
 
 def check_upload(path: Path) -> None:
@@ -198,6 +245,8 @@ def build_app(service: SearchService):
                                      elem_id="results", object_fit="contain")
                 table = gr.Dataframe(headers=["rank", "score", "video", "start", "end", "caption"],
                                      label="Ranked results", interactive=False)
+        if service.image_model is not None:
+            _classification_row(service)
         outputs = [gallery, table, status]
         options = [target, space, k]
         for modality, box, button in (("text", text, text_button), ("audio", audio, audio_button),
@@ -205,6 +254,42 @@ def build_app(service: SearchService):
             button.click(run(modality), [box, *options], outputs, api_name=f"search_{modality}")
         text.submit(run("text"), [text, *options], outputs, api_name=False)
     return page
+
+
+ZERO_SHOT, PROBE = "zero-shot by class names", "linear probe"
+
+
+def _classification_row(service: SearchService) -> None:
+    """Classify a picture with the image model: zero-shot over typed class names, or the probe;
+    the top classes as a bar chart."""
+    import gradio as gr
+    import pandas as pd
+
+    def classify(picture, names, method):
+        try:
+            ranked = service.classify(picture, names, use_probe=method == PROBE)
+        except InputError as error:
+            raise gr.Error(str(error)) from None
+        what = "cosine similarity" if method == ZERO_SHOT else "probe score"
+        status = f"**{ranked[0][0]}** is the top class ({method}, {what} {ranked[0][1]:.3f})."
+        return pd.DataFrame(ranked, columns=["class", "score"]), status
+
+    gr.Markdown("## Classify a picture\nWith the deflated image model: zero-shot over the class "
+                "names you type, or a linear probe from `mmv-tf classify fit`.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            picture = gr.Image(label="Picture", type="filepath", sources=["upload"],
+                               elem_id="classify-picture")
+            names = gr.Textbox(label="Class names (zero-shot), separated by commas",
+                               value=", ".join(DIGIT_WORDS))
+            methods = [ZERO_SHOT] + ([PROBE] if service.probe is not None else [])
+            method = gr.Radio(methods, value=methods[-1], label="Classifier")
+            button = gr.Button("Classify", variant="primary", elem_id="classify")
+        with gr.Column(scale=2):
+            verdict = gr.Markdown("Upload a picture and press Classify.", elem_id="classify-status")
+            chart = gr.BarPlot(x="class", y="score", sort="-y", label="Top classes",
+                               elem_id="class-scores")
+    button.click(classify, [picture, names, method], [chart, verdict], api_name="classify")
 
 
 def _removes_when_stopped(folder: Path):
@@ -219,13 +304,14 @@ def _removes_when_stopped(folder: Path):
 
 
 def serve(model_path: str | Path, index_path: str | Path, host: str = "127.0.0.1",
-          port: int | None = None, block: bool = True, image_model_path: str | Path | None = None):
+          port: int | None = None, block: bool = True, image_model_path: str | Path | None = None,
+          probe_path: str | Path | None = None):
     """Start the app; with `block=False` return (page, url) and leave it running in a thread
     (`page.close()` stops it). The clips it cuts, and the uploads, are deleted when it stops."""
     clip_cache = Path(tempfile.mkdtemp(prefix="mmv-tf-clips-"))
     running = False
     try:
-        service = SearchService(model_path, index_path, clip_cache, image_model_path)
+        service = SearchService(model_path, index_path, clip_cache, image_model_path, probe_path)
         page = build_app(service)
         page.queue(default_concurrency_limit=1)  # one model: queries take turns
         _, url, _ = page.launch(server_name=host, server_port=port, share=False, inbrowser=False,

@@ -3,6 +3,8 @@
 DIR/corpus/      the demo corpus (`mmv-tf data demo`), generated if it has no manifest
 DIR/embeddings/  one split of it embedded with the model (`mmv-tf embed`)
 DIR/index/       the search index over those embeddings (`mmv-tf index`)
+DIR/image-model/ the model deflated into an image model (`mmv-tf deflate`), for the app's image
+                 queries and classification (unless `deflation` is None)
 Each step is skipped when its finished output exists and was made from the same input with the
 same model and settings; an interrupted step resumes (corpus, embeddings) or starts again (index).
 """
@@ -34,14 +36,19 @@ class Workspace:
     def index(self) -> Path:
         return self.root / "index"
 
+    @property
+    def image_model(self) -> Path:
+        return self.root / "image-model"
+
 
 def _read_info(info_file: Path) -> dict | None:
     return json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else None
 
 
 def prepare_demo(root: str | Path, model_path: str | Path, videos: int = 1000, seed: int = 0,
-                 split: str | None = "test", say=print) -> Workspace:
-    """Make (or reuse) the corpus, embeddings and index of the workspace at `root`."""
+                 split: str | None = "test", deflation: str | None = "bn", say=print) -> Workspace:
+    """Make (or reuse) the corpus, embeddings, index and (`deflation` mode naive or bn; None: none)
+    image model of the workspace at `root`."""
     from mmv_tf.data.demo import generate_demo_corpus
     from mmv_tf.embed import EmbedSettings, embed_corpus
     from mmv_tf.index import build_index
@@ -72,4 +79,21 @@ def prepare_demo(root: str | Path, model_path: str | Path, videos: int = 1000, s
     else:
         say(f"index: indexing into {space.index}")
         build_index(space.embeddings, space.index, overwrite=True)  # the workspace's own index
+    if deflation is not None:
+        _prepare_image_model(space, model, deflation, say)
     return space
+
+
+def _prepare_image_model(space: Workspace, model, mode: str, say) -> None:
+    """The workspace's deflated image model of `model`, reused when made from its weights in `mode`."""
+    from mmv_tf.deflation import DeflationSettings, deflate_model
+    from mmv_tf.export import METADATA_FILE
+
+    made = _read_info(space.image_model / METADATA_FILE) or {}
+    report = made.get("deflation", {})
+    if report.get("source_weights_sha256") == model.identity["weights_sha256"] and report.get("mode") == mode:
+        say(f"image model: reusing {space.image_model}")
+        return
+    say(f"image model: deflating {model.path} ({mode}) into {space.image_model}")
+    deflate_model(model.path, space.image_model, space.corpus, DeflationSettings(mode=mode),
+                  overwrite=True, note=say)  # the workspace's own image model

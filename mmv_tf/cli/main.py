@@ -594,14 +594,19 @@ def evaluate_retrieval(
 DEFAULT_WORKSPACE = Path("data") / "demo-app"
 
 
-def _serve(model: Path, index: Path, host: str, port: int, image_model: Path | None = None) -> None:
+PROBE_OPTION = typer.Option(None, "--probe", help="Linear probe from `mmv-tf classify fit` on the image "
+                                                   "model: the app classifies pictures with it too.")
+
+
+def _serve(model: Path, index: Path, host: str, port: int, image_model: Path | None = None,
+           probe: Path | None = None) -> None:
     from mmv_tf.app.search_app import serve
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.secho(f"note: serving on {host}: other machines on that network can reach the app",
                     err=True, fg=typer.colors.YELLOW)
     typer.echo(f"starting the search app on http://{host}:{port} (Ctrl+C stops it)")
-    serve(model, index, host, port, image_model_path=image_model)
+    serve(model, index, host, port, image_model_path=image_model, probe_path=probe)
 
 
 @command(name="app")
@@ -615,10 +620,12 @@ def app_command(
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="Port to listen on."),
     image_model: Path = typer.Option(None, "--image-model",
                                      help="Deflated image model of --model (`mmv-tf deflate`): adds "
-                                          "image queries."),
+                                          "image queries and image classification."),
+    probe: Path = PROBE_OPTION,
 ) -> None:
-    """Start the Gradio search app over an index: query by text, sound, video or image."""
-    _serve(model, index, host, port, image_model)
+    """Start the Gradio search app over an index: query by text, sound, video or image, and
+    classify pictures."""
+    _serve(model, index, host, port, image_model, probe)
 
 
 @command()
@@ -631,17 +638,24 @@ def demo(
                               help="Split to search: test (unseen in training), val, train or all."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="Port to listen on."),
+    deflation: str = typer.Option("bn", "--deflation",
+                                  help="How the image model for pictures is made from the model: bn, "
+                                       "naive (see `mmv-tf deflate`) or none (no pictures)."),
+    probe: Path = PROBE_OPTION,
     prepare_only: bool = typer.Option(False, "--prepare-only",
-                                      help="Make the corpus, embeddings and index, then stop."),
+                                      help="Make the corpus, embeddings, index and image model, then stop."),
 ) -> None:
-    """The demo: generate the demo corpus (first time only), embed and index it with the model, then
-    start the search app. A second start reuses what exists."""
+    """The demo: generate the demo corpus (first time only), embed and index it with the model,
+    deflate the model into an image model, then start the search app. A second start reuses what
+    exists."""
     from mmv_tf.app.workspace import prepare_demo
 
+    if deflation not in ("bn", "naive", "none"):
+        raise typer.BadParameter(f"--deflation must be bn, naive or none; got {deflation!r}")
     space = prepare_demo(workspace, model, videos, split=None if split == "all" else split,
-                         say=typer.echo)
+                         deflation=None if deflation == "none" else deflation, say=typer.echo)
     if not prepare_only:
-        _serve(model, space.index, host, port)
+        _serve(model, space.index, host, port, None if deflation == "none" else space.image_model, probe)
 
 
 @command()

@@ -106,6 +106,9 @@ def linear_evaluation(data: LabelledData, features: dict[str, np.ndarray], parti
         fit_rows = np.isin(features["fit_of"], partition.fit)
         test_rows = np.isin(features["test_of"], partition.test)
         targets = data.label_matrix() if data.multi_label else data.label_indices()
+        if not data.multi_label and len(np.unique(targets[features["fit_of"][fit_rows]])) < 2:
+            raise InputError(f"{data.source}: the examples to fit ({partition.name}) hold fewer than two "
+                             "classes")
         classifier = linear_classifier(protocol.c, protocol.seed, data.multi_label).fit(
             features["fit"][fit_rows], targets[features["fit_of"][fit_rows]])
         scores = class_scores(classifier, features["test"][test_rows], features["test_of"][test_rows],

@@ -11,7 +11,8 @@ Steps, each an `mmv-tf` command: `data ingest` of the corpus (or `data pack` too
 each variant `train --config CONFIG --set ...` and `export`; the evaluation folders (`data captions`,
 `data clips --label digit`, `data sounds`; or those of benchmarks/demo_evaluation.py with
 --exports), then per model `evaluate retrieval` (test narrations -> test event clips),
-`evaluate video-classification` (digit of each event clip, linear probe at the model's clip) and
+`evaluate video-classification` (digit of each event clip, linear probe at the model's clip,
+one clip per event) and
 `evaluate audio-classification` (spoken digit of each narration). A finished step is not redone.
 `--phase train` stops after the exports of the models (a machine without TensorFlow for the
 evaluation can train, then this machine evaluates with `--phase evaluate`).
@@ -28,10 +29,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from demo_evaluation import MODEL_CLIP  # noqa: E402
 from demo_pipeline import MMV_TF, run  # noqa: E402
 from machine import describe_machine  # noqa: E402
 
+# The video probe at the model's clip, one random clip per training event and the centred window of
+# each test event: five models' evaluations in about the time of one of demo_evaluation.py's.
+VIDEO_PROBE = ["--frames", "16", "--stride", "1", "--crop", "64", "--passes", "1", "--test-windows", "1"]
 VARIANTS = {  # name: (folder, --set overrides)
     "FAC, V+A+T": ("fac_vat", []),
     "Shared, V+A+T": ("shared_vat", ["model.head.design=shared"]),
@@ -87,7 +90,7 @@ def evaluate_variants(corpus: str, work: Path, exports: Path) -> dict:
                           ("sounds", ["data", "sounds", corpus])):
         once(exports / name / ".mmv-tf.json", MMV_TF, *command, "--out", exports / name)
     verbs = {"retrieval": ["retrieval", exports / "captions"],
-             "video": ["video-classification", exports / "clips_digit", *MODEL_CLIP],
+             "video": ["video-classification", exports / "clips_digit", *VIDEO_PROBE],
              "audio": ["audio-classification", exports / "sounds", "--windows", "1"]}
     table = {}
     for variant, (folder, _) in VARIANTS.items():

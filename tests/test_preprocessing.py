@@ -16,6 +16,7 @@ from mmv_tf.data.preprocessing import (
     caption_candidates,
     centred_window_start,
     decode_jpeg,
+    evaluation_window_starts,
     last_window_start,
     random_uniforms,
     random_window_start,
@@ -45,6 +46,8 @@ def test_window_starts():
     assert spaced_window_starts(30, 3).numpy().tolist() == [0, 15, 30]
     assert spaced_window_starts(10, 4).numpy().tolist() == [0, 3, 7, 10]
     assert spaced_window_starts(30, 1).numpy().tolist() == [0]
+    assert evaluation_window_starts(30, 3).tolist() == [0, 15, 30]  # evaluation: the same spread,
+    assert evaluation_window_starts(31, 1).tolist() == [15]  # but one window is the centred one
     assert centred_window_start(5.0, 1.6, 10, 100) == 42  # frames 42..57 around 5 s
     assert centred_window_start(0.2, 1.6, 10, 100) == 0 and centred_window_start(50.0, 1.6, 10, 84) == 84
 

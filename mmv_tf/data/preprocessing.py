@@ -129,6 +129,14 @@ def spaced_window_starts(last_start, count: int):
     return ops.cast(ops.round(ops.linspace(0.0, ops.cast(last_start, "float32"), count)), "int32")
 
 
+def evaluation_window_starts(last_start: int, count: int) -> np.ndarray:
+    """First entries (frames or samples) of `count` evaluation windows over [0, last_start]: linearly
+    spaced from the first window to the last, or the centred window alone for one (int `[count]`)."""
+    if count == 1:
+        return np.array([int(last_start) // 2])
+    return np.round(np.linspace(0, int(last_start), count)).astype(int)
+
+
 def centred_window_start(centre: float, window_seconds: float, fps: float, last_start: int) -> int:
     """First frame of the window of `window_seconds` centred on `centre` seconds, in [0, last_start]."""
     return min(max(int(round((centre - window_seconds / 2) * fps)), 0), int(last_start))

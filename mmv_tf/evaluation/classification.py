@@ -145,11 +145,11 @@ def video_clips(model, path: Path, protocol: Protocol, fit: bool, test: bool) ->
     from mmv_tf.data.preprocessing import (
         augment_frames,
         decode_jpeg,
+        evaluation_window_starts,
         frames_to_float,
         last_window_start,
         random_window_start,
         resize_and_centre_crop,
-        spaced_window_starts,
     )
 
     jpegs = decode_video(path, model.fps, protocol.crop).jpeg_frames
@@ -166,21 +166,22 @@ def video_clips(model, path: Path, protocol: Protocol, fit: bool, test: bool) ->
         clip = window(int(random_window_start(seed, last)))
         fit_clips.append(np.asarray(augment_frames(clip, seed, protocol.crop, min_crop_scale=1.0,
                                                    flip=True, color_jitter=0.0)))
-    starts = np.asarray(spaced_window_starts(last, protocol.test_windows)) if test else []
+    starts = evaluation_window_starts(last, protocol.test_windows) if test else []
     test_clips = [np.asarray(resize_and_centre_crop(window(int(start)), protocol.crop)) for start in starts]
     return fit_clips, test_clips
 
 
 def sound_windows(model, path: Path, protocol: Protocol) -> np.ndarray:
-    """`test_windows` linearly spaced windows of the model's length: float32 `[W, samples]`."""
+    """Up to `test_windows` spread windows of the model's length (`evaluation_window_starts`; one for a
+    sound no longer than a window): float32 `[W, samples]`."""
     from mmv_tf.data.media import decode_audio
-    from mmv_tf.data.preprocessing import window_audio, window_samples
+    from mmv_tf.data.preprocessing import evaluation_window_starts, window_audio, window_samples
 
     waveform = decode_audio(path, model.sample_rate)
     samples = window_samples(model.window_seconds, model.sample_rate)
-    last = max(len(waveform) - samples, 0) / model.sample_rate
-    count = protocol.test_windows if last > 0 else 1
-    return np.asarray(window_audio(waveform, np.linspace(0.0, last, count), samples, model.sample_rate))
+    last = max(len(waveform) - samples, 0)
+    starts = np.unique(evaluation_window_starts(last, protocol.test_windows)) / model.sample_rate
+    return np.asarray(window_audio(waveform, starts, samples, model.sample_rate))
 
 
 def _embedded_examples(data: LabelledData, embed_one: Callable[[int], tuple[list, list]],

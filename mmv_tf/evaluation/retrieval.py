@@ -100,9 +100,9 @@ def embed_clips(model, clips: list[tuple], space: str, windows: int,
 
     from mmv_tf.data.preprocessing import (
         centred_window_start,
+        evaluation_window_starts,
         last_window_start,
         model_frames,
-        spaced_window_starts,
         window_frames,
     )
     from mmv_tf.index import l2_normalized
@@ -113,7 +113,7 @@ def embed_clips(model, clips: list[tuple], space: str, windows: int,
             path, frames = video, model_frames(model, video)
         last = int(last_window_start(len(frames), model.num_frames))
         if start is None:
-            starts = np.unique(np.asarray(spaced_window_starts(last, windows)))
+            starts = np.unique(evaluation_window_starts(last, windows))
         else:
             starts = [centred_window_start((start + end) / 2, model.window_seconds, model.fps, last)]
         embedded = model.embed_video(np.stack([window_frames(frames, s, model.num_frames)

@@ -6,12 +6,12 @@ Usage: python benchmarks/demo_evaluation.py --corpus data/demo [--work data/benc
 Steps, each one `mmv-tf` command in its own process, timed wall-clock:
 - `data clips --label digit` and `--label direction` (train and test events), then
   `evaluate video-classification` of each, at the model's clip (16 frames, stride 1, 64 px crop),
-  2 random clips per training event, 3 windows per test event;
+  2 random clips per training event, not mirrored, 3 windows per test event;
 - `data sounds` (the narrations, train and test), then `evaluate audio-classification`;
 - `data digits --split test` (30 stills per digit), then `evaluate image-classification`
   (linear probe on a held-out quarter, zero-shot by digit names), the video model on still images.
-(Retrieval is in benchmarks/demo_pipeline.py.) Writes one JSON file with the commands, seconds,
-figures and the machine.
+(Retrieval is in benchmarks/demo_pipeline.py.) Exports finished by an earlier run in --work are
+reused. Writes one JSON file with the commands, seconds, figures and the machine.
 """
 
 import argparse
@@ -28,7 +28,17 @@ from machine import describe_machine  # noqa: E402
 
 from mmv_tf.saved_model import DEFAULT_MODEL  # noqa: E402
 
-MODEL_CLIP = ["--frames", "16", "--stride", "1", "--crop", "64", "--passes", "2", "--test-windows", "3"]
+# The model's clip; no mirroring: a mirrored digit is another glyph, and left and right are classes.
+MODEL_CLIP = ["--frames", "16", "--stride", "1", "--crop", "64", "--passes", "2", "--no-flip",
+              "--test-windows", "3"]
+
+
+def once(done: Path, *command) -> None:
+    """Run `command` unless `done` (its finished output's marker file) exists."""
+    if done.exists():
+        print(f"   reused  {done.parent}", flush=True)
+        return
+    run(*map(str, command))
 
 
 def main() -> None:
@@ -49,10 +59,9 @@ def main() -> None:
              "audio_digit": ("sounds", ["audio-classification", "--windows", "1"]),
              "image_digit": ("digits", ["image-classification"])}
     seconds, results, commands = {}, {}, []
-    for name, command in exports.items():
-        command = [MMV_TF, *command, "--out", str(work / name), "--overwrite"]
-        _, seconds[f"data {name}"] = run(*command)
-        commands.append(" ".join(command))
+    for name, command in exports.items():  # a finished export of an earlier run is reused
+        once(work / name / ".mmv-tf.json", MMV_TF, *command, "--out", work / name)
+        commands.append(" ".join([MMV_TF, *command, "--out", str(work / name)]))
     for name, (data, verb) in verbs.items():
         command = [MMV_TF, "evaluate", verb[0], str(work / data), *verb[1:], "--model", args.model,
                    "--out", str(work / f"eval_{name}"), "--overwrite", "--json"]

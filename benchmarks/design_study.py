@@ -29,12 +29,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from demo_pipeline import MMV_TF, run  # noqa: E402
+from demo_evaluation import once  # noqa: E402
+from demo_pipeline import MMV_TF  # noqa: E402
 from machine import describe_machine  # noqa: E402
 
 # The video probe at the model's clip, one random clip per training event and the centred window of
 # each test event: five models' evaluations in about the time of one of demo_evaluation.py's.
-VIDEO_PROBE = ["--frames", "16", "--stride", "1", "--crop", "64", "--passes", "1", "--test-windows", "1"]
+VIDEO_PROBE = ["--frames", "16", "--stride", "1", "--crop", "64", "--passes", "1", "--no-flip",
+               "--test-windows", "1"]
 VARIANTS = {  # name: (folder, --set overrides)
     "FAC, V+A+T": ("fac_vat", []),
     "Shared, V+A+T": ("shared_vat", ["model.head.design=shared"]),
@@ -55,14 +57,6 @@ CLAIMS = {
     "V+A+T beats V+A": [("FAC, V+A+T", "FAC, V+A", "video probe, digit")],
     "V+A+T beats V+T": [("FAC, V+A+T", "FAC, V+T", "video probe, digit")],
 }
-
-
-def once(done: Path, *command) -> None:
-    """Run `command` unless `done` (its finished output's marker file) exists."""
-    if done.exists():
-        print(f"   reused  {done.parent}", flush=True)
-        return
-    run(*map(str, command))
 
 
 def train_variants(corpus: str, work: Path, config: str, device_resident: bool) -> None:

@@ -497,6 +497,9 @@ def evaluate_videos(
                                help="Every stride-th frame, at the model's frame rate."),
     crop: int = typer.Option(224, "--crop", min=16, help="Shorter side, then a crop square of this side."),
     passes: int = typer.Option(10, "--passes", min=1, help="Random clips of each training video."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Mirror training clips half the time (the "
+                                                             "protocol's; not where left and right are "
+                                                             "classes)."),
     test_windows: int = typer.Option(10, "--test-windows", min=1,
                                      help="Linearly spaced windows of each test video."),
     c: float = C_OPTION,
@@ -512,8 +515,9 @@ def evaluate_videos(
     from mmv_tf.evaluation.classification import evaluate_videos as run
 
     result = run(model, data, out, _linear_protocol(frames=frames, stride=stride, crop=crop, passes=passes,
-                                                    test_windows=test_windows, c=c, held_out=held_out,
-                                                    seed=seed), train_list, test_list, overwrite, _note)
+                                                    flip=flip, test_windows=test_windows, c=c,
+                                                    held_out=held_out, seed=seed),
+                 train_list, test_list, overwrite, _note)
     _print_metrics(result, ("top1", "top5"), as_json)
 
 

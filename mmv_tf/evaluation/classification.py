@@ -3,7 +3,7 @@ by the paper's protocols (../shared/reference/mmv-spec.md, "Evaluation protocols
 
 - videos: the released UCF101 protocol. Each training video gives `passes` clips, each a random
   window of `frames` frames every `stride`-th (at the model's frame rate), shorter side `crop`, a
-  random `crop` square, flipped half the time; each test video gives `test_windows` linearly spaced
+  random `crop` square, flipped half the time (`flip`); each test video gives `test_windows` spaced
   windows, centre-cropped. StandardScaler + LinearSVC(C); a test video's class scores are its
   windows' decision functions averaged; top-1 and top-5.
 - sounds: the same classifier on the audio `before_head` of `windows` linearly spaced windows of
@@ -47,6 +47,7 @@ class Protocol:
     stride: int = 2  # every stride-th frame at the model's frame rate
     crop: int = 224  # shorter side, then a square of this side
     passes: int = 10  # random clips of each training video
+    flip: bool = True  # mirror training clips half the time (not where left and right are classes)
     test_windows: int = 10  # linearly spaced windows of each test video (or sound)
     c: float = 0.001  # LinearSVC's C, on standardised features
     held_out: float = 0.25  # share of each class tested, for data without a split or folds
@@ -165,7 +166,7 @@ def video_clips(model, path: Path, protocol: Protocol, fit: bool, test: bool) ->
         seed = _seed_of(protocol, path, draw)
         clip = window(int(random_window_start(seed, last)))
         fit_clips.append(np.asarray(augment_frames(clip, seed, protocol.crop, min_crop_scale=1.0,
-                                                   flip=True, color_jitter=0.0)))
+                                                   flip=protocol.flip, color_jitter=0.0)))
     starts = evaluation_window_starts(last, protocol.test_windows) if test else []
     test_clips = [np.asarray(resize_and_centre_crop(window(int(start)), protocol.crop)) for start in starts]
     return fit_clips, test_clips
@@ -240,7 +241,7 @@ def evaluate_videos(model_path: str | Path, source: str | Path, out: str | Path,
         return _embedded_examples(data, embed_one, "videos", note)
 
     return _linear_verb("video-classification", "video", model_path, source, out, protocol,
-                        VIDEO_SUFFIXES, embed, ("frames", "stride", "crop", "passes", "test_windows"),
+                        VIDEO_SUFFIXES, embed, ("frames", "stride", "crop", "passes", "flip", "test_windows"),
                         (train_list, test_list), overwrite, note)
 
 

@@ -322,7 +322,8 @@ def _linear_verb(verb: str, modality: str, model_path, source, out, protocol: Pr
     outcome = linear_evaluation(kept, arrays, partitions, protocol)
     result = {
         "verb": verb, "model": {"path": str(model.path), **model.identity}, "data": str(data.source),
-        "settings": dataclasses.asdict(protocol) | {"classifier": "StandardScaler + LinearSVC"},
+        "settings": protocol.feature_settings(*feature_names) | {
+            "c": protocol.c, "classifier": "StandardScaler + LinearSVC"},
         "classes": kept.classes, "examples": len(kept.examples), "skipped": info["skipped"],
         **{k: v for k, v in outcome.items() if k != "confusion"},
         "chance": {"top1": 1 / len(kept.classes), "top5": min(5, len(kept.classes)) / len(kept.classes)},

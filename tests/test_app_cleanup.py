@@ -36,7 +36,7 @@ def app_files(tmp_path, monkeypatch, source_video):
     class StandInService:
         image_model = None
 
-        def __init__(self, model_path, index_path, clip_cache, image_model_path=None):
+        def __init__(self, model_path, index_path, clip_cache, image_model_path=None, probe_path=None):
             self.clip_cache = Path(clip_cache)
             self.queries = []
             made.append(self)

@@ -181,7 +181,8 @@ def test_an_imported_model_serves_every_command(imported_s3d, demo, tmp_path):
     # demo: a workspace whose corpus exists, embedded (test split) and indexed with the model, served.
     workspace = tmp_path / "workspace"
     shutil.copytree(demo, workspace / "corpus")
-    result = runner.invoke(app, ["demo", "--dir", str(workspace), "--model", str(model), "--prepare-only"])
+    result = runner.invoke(app, ["demo", "--dir", str(workspace), "--model", str(model), "--deflation",
+                                 "none", "--prepare-only"])  # deflation: test_an_imported_network_deflates
     assert result.exit_code == 0 and "reusing" in result.output, result.output
     test_videos = sum(json.loads(line)["split"] == "test"
                       for line in (demo / "manifest.jsonl").read_text().splitlines())

@@ -191,6 +191,6 @@ def test_demo_workspace_reuse_checks_split_and_model(tmp_path, monkeypatch, smal
     (tmp_path / "corpus" / "manifest.jsonl").write_text("")
     model = small_savedmodel[1]
     for split in ("test", "test", None, None, "test"):
-        workspace.prepare_demo(tmp_path, model, split=split, say=lambda _: None)
+        workspace.prepare_demo(tmp_path, model, split=split, deflation=None, say=lambda _: None)
     assert calls == [("embed", "test"), ("index",), ("embed", None), ("index",), ("embed", "test"),
                      ("index",)]

@@ -3,6 +3,7 @@ it stops: `page.close()` after `serve(block=False)`, or Ctrl+C in a blocking `se
 service replaces the model and index; the clips are cut with the app's own `cut_clip`."""
 
 import _thread
+import signal
 import socket
 import threading
 import time
@@ -92,10 +93,18 @@ def test_closing_the_app_deletes_uploads_and_clips(app_files, source_video):
     assert [p for p in kept if p.exists()] == [] and files_under(uploads) == []
 
 
-def test_ctrl_c_stops_a_blocking_app_and_deletes_uploads_and_clips(app_files, source_video):
+def test_ctrl_c_stops_a_blocking_app_and_deletes_uploads_and_clips(app_files, source_video, monkeypatch):
     uploads, made = app_files
     port = free_port()
     kept, failed = [], []
+    blocking = threading.Event()  # serve waits in block_thread, where Ctrl+C is for
+    block_thread = gradio.Blocks.block_thread
+
+    def signalled_block_thread(page):
+        blocking.set()
+        block_thread(page)
+
+    monkeypatch.setattr(gradio.Blocks, "block_thread", signalled_block_thread)
 
     def query_then_interrupt():
         try:
@@ -105,15 +114,23 @@ def test_ctrl_c_stops_a_blocking_app_and_deletes_uploads_and_clips(app_files, so
                     raise TimeoutError("the app did not start")
                 time.sleep(0.2)
             kept.extend(use_the_app(f"http://127.0.0.1:{port}/", source_video, made[0]))
-            time.sleep(0.5)  # serve is waiting in block_thread
+            # A Ctrl+C before block_thread (a loaded machine) would land in Gradio's start-up code.
+            if not blocking.wait(60):
+                raise TimeoutError("serve never waited in block_thread")
+            time.sleep(0.3)
         except BaseException as error:  # reported by the test, not lost in the thread
             failed.append(error)
         finally:
             _thread.interrupt_main()  # Ctrl+C
 
     helper = threading.Thread(target=query_then_interrupt, daemon=True)
-    helper.start()
-    search_app.serve("model", "index", port=port, block=True)
+    # Ctrl+C raises KeyboardInterrupt, whatever handler an earlier test's library left installed.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        helper.start()
+        search_app.serve("model", "index", port=port, block=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     helper.join(10)
     assert not failed, failed
     assert kept and not made[0].clip_cache.exists()

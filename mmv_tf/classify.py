@@ -94,6 +94,12 @@ def evaluate_classification(model, images: np.ndarray, labels: np.ndarray, class
     }
 
 
+def class_columns(decision: np.ndarray) -> np.ndarray:
+    """A linear classifier's decision function as one score per class `[N, C]`: for two classes
+    scikit-learn (and `LinearProbe`) give one score `[N]`, for the second class."""
+    return np.stack([-decision, decision], axis=1) if decision.ndim == 1 else decision
+
+
 class LinearProbe:
     """A fitted StandardScaler + LogisticRegression as plain arrays: `predict` does what the
     scikit-learn pipeline's `predict` does, step by step, so it gives the same classes."""

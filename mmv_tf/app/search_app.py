@@ -131,39 +131,37 @@ class SearchService:
 
     def _embed_image(self, path: Path) -> dict:
         from mmv_tf.export import space_embeddings
+
+        return {s: v[0] for s, v in space_embeddings(self._image_outputs(path)).items()}
+
+    def _image_outputs(self, path: Path) -> dict[str, np.ndarray]:
+        """The image model's outputs `{name: [1, D]}` for the picture at `path`."""
         from mmv_tf.images import load_images
 
         if self.image_model is None:
-            raise InputError("image queries need a deflated image model (mmv-tf app --image-model)")
+            raise InputError("pictures need a deflated image model (mmv-tf app --image-model)")
         loaded = load_images([path], self.image_model.image_size)
         if not loaded.paths:
             raise InputError(f"{path.name}: not a readable image")
-        return {s: v[0] for s, v in space_embeddings(self.image_model.embed_images(loaded.images)).items()}
+        return self.image_model.embed_images(loaded.images)
 
 
     def classify(self, path: str | Path | None, class_names: str = ", ".join(DIGIT_WORDS),
                  use_probe: bool = False, top: int = 5) -> list[tuple[str, float]]:
         """The `top` (class, score) of an image, best first: zero-shot over the comma-separated
         `class_names` (cosine similarity in the image-text space), or the probe's decision scores."""
-        from mmv_tf.classify import zero_shot_scores, zero_shot_space
-        from mmv_tf.images import load_images
+        from mmv_tf.classify import class_columns, zero_shot_scores, zero_shot_space
 
-        if self.image_model is None:
-            raise InputError("classification needs a deflated image model (mmv-tf app --image-model)")
         if path is None:
             raise InputError("give a picture first")
         check_upload(Path(path))
-        loaded = load_images([Path(path)], self.image_model.image_size)
-        if not loaded.paths:
-            raise InputError(f"{Path(path).name}: not a readable image")
-        embedded = self.image_model.embed_images(loaded.images)
+        embedded = self._image_outputs(Path(path))
         if use_probe:
             if self.probe is None:
                 raise InputError("no probe: start the app with --probe (from mmv-tf classify fit)")
             probe, info = self.probe
-            names, scores = info["classes"], probe.decision_function(embedded[info["feature"]])[0]
-            scores = np.stack([-scores, scores]) if scores.ndim == 0 else scores
-            names = [names[c] for c in probe.classes]
+            scores = class_columns(probe.decision_function(embedded[info["feature"]]))[0]
+            names = [info["classes"][c] for c in probe.classes]
         else:
             names = [name.strip() for name in class_names.split(",") if name.strip()]
             if len(names) < 2:

@@ -656,10 +656,11 @@ def demo(
 
     if deflation not in ("bn", "naive", "none"):
         raise typer.BadParameter(f"--deflation must be bn, naive or none; got {deflation!r}")
+    mode = None if deflation == "none" else deflation
     space = prepare_demo(workspace, model, videos, split=None if split == "all" else split,
-                         deflation=None if deflation == "none" else deflation, say=typer.echo)
+                         deflation=mode, say=typer.echo)
     if not prepare_only:
-        _serve(model, space.index, host, port, None if deflation == "none" else space.image_model, probe)
+        _serve(model, space.index, host, port, space.image_model if mode else None, probe)
 
 
 @command()

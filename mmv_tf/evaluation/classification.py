@@ -73,9 +73,9 @@ def class_scores(classifier, features: np.ndarray, owners: np.ndarray, examples:
                  classes: int) -> np.ndarray:
     """Scores `[len(examples), classes]`: the decision functions of each example's rows of
     `features` (those whose `owners` entry is the example), averaged."""
-    decision = classifier.decision_function(features)
-    if decision.ndim == 1:  # two classes: one score, for the second
-        decision = np.stack([-decision, decision], axis=1)
+    from mmv_tf.classify import class_columns
+
+    decision = class_columns(classifier.decision_function(features))
     full = np.full((len(decision), classes), -np.inf)  # a class the fit rows lack never wins
     full[:, classifier.classes_] = decision
     return np.stack([full[owners == example].mean(axis=0) for example in examples])
@@ -103,10 +103,10 @@ def linear_evaluation(data: LabelledData, features: dict[str, np.ndarray], parti
     `features`: "fit" `[R, D]` with "fit_of" `[R]` (the example of each row), "test" / "test_of"."""
     outcome: dict = {"partitions": []}
     confusion = np.zeros((len(data.classes),) * 2, np.int64)
+    targets = data.label_matrix() if data.multi_label else data.label_indices()
     for partition in partitions:
         fit_rows = np.isin(features["fit_of"], partition.fit)
         test_rows = np.isin(features["test_of"], partition.test)
-        targets = data.label_matrix() if data.multi_label else data.label_indices()
         if not data.multi_label and len(np.unique(targets[features["fit_of"][fit_rows]])) < 2:
             raise InputError(f"{data.source}: the examples to fit ({partition.name}) hold fewer than two "
                              "classes")

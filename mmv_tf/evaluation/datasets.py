@@ -73,7 +73,8 @@ class LabelledData:
 
     def partitions(self, held_out: float = 0.25, seed: int = 0) -> list[Partition]:
         """k-fold partitions when every example has a fold; the train / test split when the data
-        names one; otherwise one stratified held-out share (`held_out` of each class)."""
+        names one; otherwise one held-out share (`held_out`; stratified by class, as
+        `classify fit` holds out, for single-label data)."""
         rows = np.arange(len(self.examples))
         folds = [e.fold for e in self.examples]
         if any(f is not None for f in folds):
@@ -92,12 +93,14 @@ class LabelledData:
                 raise InputError(f"{self.source}: the split names {len(fit)} training and {len(test)} "
                                  "test examples; both are needed")
             return [Partition("test", fit, test)]
-        from sklearn.model_selection import train_test_split
+        if self.multi_label:  # label sets: no stratification, no per-class guarantee
+            from sklearn.model_selection import train_test_split
 
-        stratify = None if self.multi_label else self.label_indices()
-        count = max(len(self.classes), int(round(held_out * len(rows))))
-        fit, test = train_test_split(rows, test_size=min(count, len(rows) - len(self.classes)),
-                                     stratify=stratify, random_state=seed)
+            fit, test = train_test_split(rows, test_size=held_out, random_state=seed)
+        else:
+            from mmv_tf.classify import held_out_split
+
+            fit, test = held_out_split(self.label_indices(), held_out, seed)
         return [Partition("held out", np.sort(fit), np.sort(test))]
 
 

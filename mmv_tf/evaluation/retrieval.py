@@ -85,9 +85,9 @@ def retrieval_metrics(similarity: np.ndarray, clip_of: np.ndarray, labels: list[
 
 
 def clip_inputs(captions: list[Caption], whole: bool) -> tuple[list, np.ndarray]:
-    """(the distinct clips as (video, start, end), clip index of each caption `[Q]`)."""
+    """(the distinct clips as (video, start, end), grouped by video; clip index of each caption `[Q]`)."""
     keys = [(str(c.video), None, None) if whole or c.start is None else c.clip for c in captions]
-    clips = list(dict.fromkeys(keys))
+    clips = sorted(dict.fromkeys(keys), key=lambda clip: clip[0])  # a video's clips together: one decode
     index = {key: i for i, key in enumerate(clips)}
     return clips, np.array([index[key] for key in keys])
 

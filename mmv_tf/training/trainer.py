@@ -34,13 +34,21 @@ def learning_rate_schedule(config: OptimizerConfig, steps: int):
 
 
 def retrieval_accuracy(queries, keys, mask):
-    """Share of valid rows whose nearest valid key (cosine) is their own; queries, keys `[B, D]`."""
-    similarity = ops.matmul(l2_normalize(queries), ops.transpose(l2_normalize(keys)))
+    """Share of valid clips whose nearest valid key (cosine) is one of their own.
+
+    queries `[B, D]`; keys `[B, K, D]`, K candidates a clip (narrations for MIL-NCE, K=1 for audio);
+    mask `[B, K]`. A clip counts when it has a valid key; any of its own K keys is a hit, as MIL-NCE
+    asks no more than that.
+    """
+    batch, candidates = ops.shape(keys)[0], ops.shape(keys)[1]
+    flat_keys = ops.reshape(keys, (batch * candidates, ops.shape(keys)[2]))
+    similarity = ops.matmul(l2_normalize(queries), ops.transpose(l2_normalize(flat_keys)))
     mask = ops.cast(mask, "bool")
-    similarity = ops.where(mask[None, :], similarity, -2.0)
-    hits = ops.cast(ops.equal(ops.argmax(similarity, axis=1), ops.arange(ops.shape(keys)[0])), "float32")
-    valid = ops.cast(mask, "float32")
-    return ops.sum(hits * valid) / ops.maximum(ops.sum(valid), 1.0), ops.sum(valid)
+    similarity = ops.where(ops.reshape(mask, (1, -1)), similarity, -2.0)
+    nearest_clip = ops.argmax(similarity, axis=1) // candidates
+    hits = ops.cast(ops.equal(nearest_clip, ops.arange(batch)), "float32")
+    valid = ops.cast(ops.any(mask, axis=1), "float32")
+    return ops.sum(hits * valid) / ops.maximum(ops.sum(valid), 1.0)
 
 
 def _replica_context():
@@ -101,12 +109,12 @@ class MMVTrainer(keras.Model):
         video = outputs["video"]
         if self.video_audio_space:
             terms["acc_va"] = retrieval_accuracy(video[self.video_audio_space],
-                                                 outputs["audio"][self.video_audio_space],
-                                                 batch["audio_mask"])[0]
+                                                 outputs["audio"][self.video_audio_space][:, None],
+                                                 batch["audio_mask"][:, None])
         if self.video_text_space:
             terms["acc_vt"] = retrieval_accuracy(video[self.video_text_space],
-                                                 outputs["text"][self.video_text_space][:, 0],
-                                                 batch["text_mask"][:, 0])[0]
+                                                 outputs["text"][self.video_text_space],
+                                                 batch["text_mask"])
         return terms
 
     def gather(self):

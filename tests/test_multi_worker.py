@@ -202,6 +202,12 @@ def test_a_worker_that_dies_stops_the_others_with_a_clear_message_and_nothing_ha
     assert not list(killed["out"].parent.glob(".*lock"))
 
 
+# Two runs of the same steps agree on their metrics to this relative tolerance, not to rounding: Adam's
+# sign-like first steps move weights whose gradients are rounding noise either way (`_assert_trained_alike`),
+# which moved the loss by up to 1.3e-3 (measured in CI).
+METRICS_TOLERANCE = 5e-3
+
+
 def _assert_trained_alike(differences: np.ndarray) -> None:
     """`differences`: |a - b| of the weights of two runs of the same steps from the same weights.
     Adam moves each weight by up to about the learning rate; all but a few agree to a tenth of that.
@@ -223,7 +229,7 @@ def test_resumed_workers_train_as_one_process_on_the_same_batches(killed, resume
     (cluster,), (one,) = (read_metrics(resumed[run] / "metrics.jsonl") for run in ("cluster", "one"))
     assert cluster["step"] == one["step"] == 3
     for name in ("loss", "nce_va", "mil_nce_vt", "val_loss", "val_nce_va"):
-        assert cluster[name] == pytest.approx(one[name], rel=1e-3), name
+        assert cluster[name] == pytest.approx(one[name], rel=METRICS_TOLERANCE), name
     assert "trained to step 3" in resumed["outputs"][0][1]
     assert not any(resumed["worker_scratch"].rglob("*.index"))  # worker 1's checkpoints: deleted
 
@@ -244,7 +250,8 @@ def test_data_parallel_on_two_devices_trains_as_one_device(processes, data_paral
     results = json.loads((data_parallel / "results.json").read_text())
     assert results["devices"] == 2
     for name in ("loss", "nce_va", "mil_nce_vt", "val_loss", "val_acc_va"):
-        assert results["data_parallel"][name] == pytest.approx(results["none"][name], rel=1e-3, abs=1e-5)
+        assert results["data_parallel"][name] == pytest.approx(results["none"][name], rel=METRICS_TOLERANCE,
+                                                                abs=1e-5)
     one, two = (_weights(data_parallel / run / "checkpoints" / "ckpt-2") for run in ("none", "data_parallel"))
     assert one.keys() == two.keys()
     # Measured: 0.002% of the weights over a tenth of the rate, the most 0.8 of it.

@@ -8,8 +8,9 @@ import shutil
 
 import pytest
 from conftest import SMALL_SETS
-from mmv_tf.cli.main import app
 from typer.testing import CliRunner
+
+from mmv_tf.cli.main import app
 
 runner = CliRunner()
 

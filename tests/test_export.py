@@ -6,9 +6,9 @@ import sys
 
 import numpy as np
 import pytest
-from mmv_tf.cli.main import app
 from typer.testing import CliRunner
 
+from mmv_tf.cli.main import app
 from mmv_tf.errors import InputError
 from mmv_tf.export import ExportError, export_network
 from mmv_tf.saved_model import ExportedModel, load_network, read_metadata

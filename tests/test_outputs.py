@@ -11,10 +11,10 @@ import threading
 
 import pyarrow.parquet as pq
 import pytest
-from mmv_tf.cli.main import app
 from typer.testing import CliRunner
 
 import mmv_tf.files as files
+from mmv_tf.cli.main import app
 from mmv_tf.embed import EmbedSettings, embed_corpus
 from mmv_tf.export import export_network
 from mmv_tf.files import OutputError, atomic_path, check_output, output_lock, written_folder

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import SMALL_MODEL, SMALL_SETS, killed_after_step_3, run_config
-from mmv_tf.cli.main import app
 from typer.testing import CliRunner
 
+from mmv_tf.cli.main import app
 from mmv_tf.errors import NonFiniteLossError
 from mmv_tf.files import mark_folder
 from mmv_tf.models.presets import from_preset

@@ -1,9 +1,14 @@
 """Typed configs: YAML files, dotted overrides and errors naming the bad field."""
 
+from pathlib import Path
+
 import pytest
 
 from mmv_tf.config import ConfigError, from_dict, load_yaml, merge, parse_overrides, to_dict
 from mmv_tf.models.presets import ModelConfig, preset_config
+from mmv_tf.training.config import load_train_config
+
+CONFIGS = Path(__file__).parents[1] / "configs"
 
 
 def test_overrides_change_nested_fields_with_types_checked():
@@ -43,3 +48,16 @@ def test_yaml_files_load_and_errors_name_the_file(tmp_path):
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(ValueError, match="unknown preset 'big'.*s3dg, tsm_resnet50"):
         preset_config("big")
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda path: path.name)
+def test_every_committed_config_loads(path):
+    assert load_train_config(path).train.steps > 0
+
+
+def test_the_retraining_recipe_is_the_default_models_trained_longer():
+    committed, retrain = (load_train_config(CONFIGS / name)
+                          for name in ("demo_gpu.yaml", "demo_gpu_retrain.yaml"))
+    assert retrain.train.steps > 4 * committed.train.steps
+    assert (retrain.data, retrain.loss, retrain.optimizer, retrain.preset, retrain.train.batch_size) == (
+        committed.data, committed.loss, committed.optimizer, committed.preset, committed.train.batch_size)

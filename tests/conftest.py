@@ -1,6 +1,7 @@
 """Shared test settings: quiet TensorFlow, fixed seeds, a small word-vector set."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -74,23 +75,43 @@ def small_word_vectors() -> WordVectors:
 DEMO_VIDEOS = 20
 
 
+def _made_once(tmp_path_factory, name: str, make) -> Path:
+    """Folder `name`, written by `make(folder)` once for the whole run: under pytest-xdist the first
+    worker to ask makes it in the run's shared temporary folder and the others wait for it and read
+    it (tests must not change it)."""
+    from filelock import FileLock
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.mktemp(name)
+        make(folder)
+        return folder
+    shared = tmp_path_factory.getbasetemp().parent
+    folder, done = shared / name, shared / f"{name}.done"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not done.exists():
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory):
+    """A 20-video demo corpus (read only)."""
     from mmv_tf.data.demo import generate_demo_corpus
 
-    out = tmp_path_factory.mktemp("demo")
-    generate_demo_corpus(out, DEMO_VIDEOS, seed=3, progress=False)
-    return out
+    return _made_once(tmp_path_factory, "demo",
+                      lambda out: generate_demo_corpus(out, DEMO_VIDEOS, seed=3, progress=False))
 
 
 @pytest.fixture(scope="session")
 def demo_shards(demo, tmp_path_factory):
-    out = tmp_path_factory.mktemp("shards")
+    """`demo` ingested into shards of 4 videos (read only)."""
     from mmv_tf.data.ingest import ingest
     from mmv_tf.data.sources import DecodeSettings
 
-    ingest(demo, out, DecodeSettings(short_side=72), videos_per_shard=4, progress=False)
-    return out
+    return _made_once(tmp_path_factory, "shards", lambda out: ingest(
+        demo, out, DecodeSettings(short_side=72), videos_per_shard=4, progress=False))
 
 
 @pytest.fixture(scope="session")
@@ -154,3 +175,18 @@ def imported_s3d(tmp_path_factory):
     checkpoint, _ = write_released("s3d", folder)
     import_released(checkpoint, folder / "mmv_s3d", vocabulary=vocabulary, num_frames=8, num_mel_bins=40)
     return folder / "mmv_s3d", checkpoint
+
+
+# The slowest modules (CI's --durations), run first: with `pytest -n 2` (scripts/test.sh) each worker
+# takes the next module when it finishes one, so the long ones must not be left for the end.
+SLOWEST_MODULES = ("test_multi_worker.py", "test_import_cli.py", "test_training.py", "test_finetune.py",
+                   "test_device_training.py", "test_app.py", "test_deflation.py", "test_cli_faults.py",
+                   "test_released_heads.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return SLOWEST_MODULES.index(name) if name in SLOWEST_MODULES else len(SLOWEST_MODULES)
+
+    items.sort(key=rank)  # stable: each module keeps its order

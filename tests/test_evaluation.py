@@ -20,6 +20,7 @@ from mmv_tf.evaluation.classification import (
     top_k,
 )
 from mmv_tf.evaluation.datasets import read_captions, read_labelled
+from mmv_tf.evaluation.report import cached_features, feature_key, write_evaluation
 from mmv_tf.evaluation.retrieval import retrieval_metrics
 
 runner = CliRunner()
@@ -47,6 +48,26 @@ def test_retrieval_metrics_on_a_known_similarity_matrix():
     assert text["label_R_precision"] == pytest.approx((1 + 0.5 + 0 + 0.5) / 4)
     assert text["label_precision@10"] == pytest.approx((2 + 2 + 1 + 2) / 12)
     assert result["curves"]["text -> video"] == [0.5, 1.0, 1.0]
+
+
+def test_cached_features_are_read_only_under_the_same_key_and_mmv_tf_version(tmp_path):
+    from importlib.metadata import version
+
+    features = {"video": np.arange(6, dtype=np.float32).reshape(3, 2)}
+    key = feature_key(verb="video-classification", model="sha", files="digest")
+    assert key["mmv_tf"] == version("mmv-tf")
+    write_evaluation(tmp_path / "out", {}, "", {}, (features, key, {"kept": [0, 1, 2]}), (), False)
+
+    def made_again():
+        return {"video": np.zeros((3, 2), np.float32)}, {"kept": []}
+
+    def cached(under):
+        return cached_features(tmp_path / "out", under, made_again, note=lambda line: None)
+
+    read, info = cached(key)
+    assert np.array_equal(read["video"], features["video"]) and info == {"kept": [0, 1, 2]}
+    for other in ({**key, "mmv_tf": "0.0.1"}, {**key, "files": "changed"}):
+        assert not cached(other)[0]["video"].any()
 
 
 def test_classification_figures_on_known_numbers():

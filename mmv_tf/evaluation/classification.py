@@ -30,6 +30,7 @@ from mmv_tf.evaluation.report import (
     cached_features,
     check_evaluation_output,
     draw_confusion,
+    feature_key,
     files_key,
     markdown_report,
     write_evaluation,
@@ -313,9 +314,9 @@ def _linear_verb(verb: str, modality: str, model_path, source, out, protocol: Pr
     model = ExportedModel(model_path)
     require_modality(model, modality)
     partitions = data.partitions(protocol.held_out, protocol.seed)
-    key = {"verb": verb, "model": model.identity["weights_sha256"],
-           "files": files_key([e.path for e in data.examples]),
-           "settings": protocol.feature_settings(*feature_names)}
+    key = feature_key(verb=verb, model=model.identity["weights_sha256"],
+                      files=files_key([e.path for e in data.examples]),
+                      settings=protocol.feature_settings(*feature_names))
     arrays, info = cached_features(out, key, lambda: embed(model, data, partitions), note)
     kept = data.keep(info["kept"])
     partitions = remapped(partitions, info["kept"])

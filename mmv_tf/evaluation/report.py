@@ -4,8 +4,9 @@ OUT/metrics.json   the figures (top1, top5, mAP, R@K, ...), the settings, the mo
 OUT/report.md      the same as a Markdown report, with the plots
 OUT/*.png          confusion matrix (classification) or recall@K curves (retrieval)
 OUT/features.npz   the embedded features, with OUT/features.json: the key they were made under
-                   (model weights, data files, feature settings). A rerun into the same --out with
-                   the same key (e.g. another C) reads them instead of embedding again.
+                   (mmv-tf's version, model weights, data files, feature settings). A rerun into
+                   the same --out with the same key (e.g. another C) reads them instead of embedding
+                   again.
 The folder is written whole or not at all (`mmv_tf.files.written_folder`).
 """
 
@@ -22,6 +23,18 @@ from mmv_tf.files import check_output, written_folder
 
 KIND = "evaluation"
 FEATURES, FEATURES_KEY = "features.npz", "features.json"
+
+
+def feature_key(**parts) -> dict:
+    """The key of a verb's features: `parts` (what they were made from) and the installed mmv-tf
+    version, so features made by another release are made again."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version("mmv-tf")
+    except PackageNotFoundError:  # the source tree on sys.path, not installed
+        installed = "unknown"
+    return {"mmv_tf": installed, **parts}
 
 
 def files_key(paths: list[Path]) -> str:

@@ -24,6 +24,7 @@ from mmv_tf.evaluation.report import (
     cached_features,
     check_evaluation_output,
     draw_recall_curves,
+    feature_key,
     files_key,
     markdown_report,
     write_evaluation,
@@ -142,8 +143,8 @@ def evaluate_retrieval(model_path: str | Path, manifest: str | Path, out: str | 
     space = space_between(model.metadata, "text", "video")
     clip_list, clip_of = clip_inputs(captions, clips == "whole")
     digest = hashlib.sha256("\n".join(f"{c.clip}\t{c.text}" for c in captions).encode()).hexdigest()
-    key = {"verb": "retrieval", "model": model.identity["weights_sha256"], "captions": digest,
-           "files": files_key(sorted({c.video for c in captions})), "clips": clips, "windows": windows}
+    key = feature_key(verb="retrieval", model=model.identity["weights_sha256"], captions=digest,
+                      files=files_key(sorted({c.video for c in captions})), clips=clips, windows=windows)
 
     def embed():
         texts = l2_normalized(model.embed_text([c.text for c in captions])[space])

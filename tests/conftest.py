@@ -1,6 +1,7 @@
 """Shared test settings: quiet TensorFlow, fixed seeds, a small word-vector set."""
 
 import os
+import shutil
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -46,8 +47,8 @@ def two_replicas():
 def jax_env(tmp_path_factory) -> dict:
     """The environment of a subprocess under KERAS_BACKEND=jax on the CPU: XLA compiles with its
     cheap CPU passes (about half the compile time of these tests' programs, results within their
-    tolerances) into one compilation cache, so a later program of the same shapes (a resumed run,
-    another test's) loads instead of compiling."""
+    tolerances) into one compilation cache (per pytest-xdist worker), so a later program of the
+    same shapes (a resumed run, another test's on the same worker) loads instead of compiling."""
     import os
 
     return {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
@@ -89,6 +90,7 @@ def _made_once(tmp_path_factory, name: str, make) -> Path:
     folder, done = shared / name, shared / f"{name}.done"
     with FileLock(str(shared / f"{name}.lock")):
         if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # left by a worker whose `make` failed
             folder.mkdir()
             make(folder)
             done.touch()

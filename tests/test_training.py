@@ -16,7 +16,7 @@ from mmv_tf.models.presets import from_preset
 from mmv_tf.training.callbacks import NaNGuard
 from mmv_tf.training.config import LossConfig, load_train_config
 from mmv_tf.training.run import RunError, build_training, train
-from mmv_tf.training.trainer import MMVTrainer
+from mmv_tf.training.trainer import MMVTrainer, retrieval_accuracy
 
 
 def synthetic_batch(rng, batch=8, candidates=2, words=200):
@@ -31,6 +31,17 @@ def synthetic_batch(rng, batch=8, candidates=2, words=200):
         "audio_mask": np.array([True] * (batch - 1) + [False]),
         "text_mask": text_mask,
     }
+
+
+def test_retrieval_accuracy_counts_a_hit_on_any_own_candidate_and_skips_masked_keys():
+    queries = np.array([[1, 0], [1, 0.2], [0, 1]], np.float32)
+    keys = np.array([[[0.5, -1], [1, 0.1]],  # clip 0: its second narration is query 0's nearest
+                     [[1, 0], [0.1, 1]],     # clip 1: the first, masked, would be query 0's nearest
+                     [[0, 1], [0, 1]]], np.float32)  # clip 2: no valid narration, so not counted
+    mask = np.array([[True, True], [False, True], [False, False]])
+    # Query 0 finds clip 0 (hit); query 1 finds clip 0 too (miss); query 2 is not asked.
+    assert float(retrieval_accuracy(queries, keys, mask)) == pytest.approx(0.5)
+    assert float(retrieval_accuracy(queries, keys, np.ones_like(mask))) == pytest.approx(1 / 3)
 
 
 def test_loss_falls_and_retrieval_rises_on_a_tiny_set_then_the_nan_guard_fires(small_word_vectors):

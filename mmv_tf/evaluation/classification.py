@@ -33,6 +33,7 @@ from mmv_tf.evaluation.report import (
     feature_key,
     files_key,
     markdown_report,
+    value_key,
     write_evaluation,
 )
 
@@ -316,7 +317,8 @@ def _linear_verb(verb: str, modality: str, model_path, source, out, protocol: Pr
     partitions = data.partitions(protocol.held_out, protocol.seed)
     key = feature_key(verb=verb, model=model.identity["weights_sha256"],
                       files=files_key([e.path for e in data.examples]),
-                      settings=protocol.feature_settings(*feature_names))
+                      settings=protocol.feature_settings(*feature_names),
+                      rows=value_key([[p.name, p.fit.tolist(), p.test.tolist()] for p in partitions]))
     arrays, info = cached_features(out, key, lambda: embed(model, data, partitions), note)
     kept = data.keep(info["kept"])
     partitions = remapped(partitions, info["kept"])

@@ -4,7 +4,8 @@ OUT/metrics.json   the figures (top1, top5, mAP, R@K, ...), the settings, the mo
 OUT/report.md      the same as a Markdown report, with the plots
 OUT/*.png          confusion matrix (classification) or recall@K curves (retrieval)
 OUT/features.npz   the embedded features, with OUT/features.json: the key they were made under
-                   (mmv-tf's version, model weights, data files, feature settings). A rerun into
+                   (mmv-tf's version, model weights, data files, feature settings, the rows they
+                   hold in order). A rerun into
                    the same --out with the same key (e.g. another C) reads them instead of embedding
                    again.
 The folder is written whole or not at all (`mmv_tf.files.written_folder`).
@@ -35,6 +36,11 @@ def feature_key(**parts) -> dict:
     except PackageNotFoundError:  # the source tree on sys.path, not installed
         installed = "unknown"
     return {"mmv_tf": installed, **parts}
+
+
+def value_key(value) -> str:
+    """A digest of a JSON-able `value` (e.g. which rows the features hold, in their order)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
 def files_key(paths: list[Path]) -> str:

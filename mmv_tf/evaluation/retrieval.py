@@ -12,7 +12,6 @@ top R clips, R = the clips of the query's label).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from mmv_tf.evaluation.report import (
     feature_key,
     files_key,
     markdown_report,
+    value_key,
     write_evaluation,
 )
 
@@ -142,8 +142,8 @@ def evaluate_retrieval(model_path: str | Path, manifest: str | Path, out: str | 
         raise InputError(f"model {model.path} needs video and text signatures for retrieval")
     space = space_between(model.metadata, "text", "video")
     clip_list, clip_of = clip_inputs(captions, clips == "whole")
-    digest = hashlib.sha256("\n".join(f"{c.clip}\t{c.text}" for c in captions).encode()).hexdigest()
-    key = feature_key(verb="retrieval", model=model.identity["weights_sha256"], captions=digest,
+    key = feature_key(verb="retrieval", model=model.identity["weights_sha256"],
+                      captions=value_key([[c.clip, c.text] for c in captions]), rows=value_key(clip_list),
                       files=files_key(sorted({c.video for c in captions})), clips=clips, windows=windows)
 
     def embed():

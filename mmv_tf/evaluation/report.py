@@ -5,9 +5,8 @@ OUT/report.md      the same as a Markdown report, with the plots
 OUT/*.png          confusion matrix (classification) or recall@K curves (retrieval)
 OUT/features.npz   the embedded features, with OUT/features.json: the key they were made under
                    (mmv-tf's version, model weights, data files, feature settings, the rows they
-                   hold in order). A rerun into
-                   the same --out with the same key (e.g. another C) reads them instead of embedding
-                   again.
+                   hold in order). A rerun into the same --out with the same key (e.g. another C)
+                   reads them instead of embedding again.
 The folder is written whole or not at all (`mmv_tf.files.written_folder`).
 """
 
